@@ -1,0 +1,447 @@
+"""The runbook engine: runs a release's steps, persisting each transition before announcing it.
+
+It knows nothing of Slack, HTTP or SQLite: it is handed a store, a reporter and the registry.
+Phases run in order; a `concurrent` phase starts all its steps at once. Each step gets a
+timeout, may wait on a person (`ctx.ask(gate)`), may report progress, and the first failure
+ends the release as failed. Releases survive restarts: `recover()` resumes those waiting on a
+person and marks those that were mid-step as interrupted (a Retry picks them up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from bot.config import Settings
+from bot.redact import Redactor
+from bot.runbook.model import (
+    APPENDED_FIELDS,
+    Decision,
+    Gate,
+    Outcome,
+    Release,
+    ReleaseStatus,
+    Runbook,
+    StepRecord,
+    StepResult,
+    StepSpec,
+    StepState,
+    utcnow,
+)
+from bot.runbook.registry import StepContext, StepDef
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Reporter(Protocol):
+    """Where the engine announces what happened (the chat layer implements it)."""
+
+    async def release_started(self, release: Release) -> None: ...
+    async def step_started(self, release: Release, record: StepRecord) -> None: ...
+    async def step_progress(self, release: Release, record: StepRecord, text: str) -> None: ...
+    async def step_finished(self, release: Release, record: StepRecord) -> None: ...
+    async def gate_opened(self, release: Release, record: StepRecord) -> None: ...
+    async def gate_closed(self, release: Release, record: StepRecord, decision: Decision) -> None: ...
+    async def release_finished(self, release: Release) -> None: ...
+    async def note(self, release: Release, text: str) -> None: ...
+
+
+class EngineError(Exception):
+    """A request the engine refuses, with a message for the person who made it."""
+
+
+@dataclass
+class PlannedStep:
+    """One line of a dry-run plan."""
+
+    phase: str
+    name: str
+    title: str
+    description: str
+    skip_reason: str | None
+    concurrent: bool
+
+
+@dataclass
+class DecideResult:
+    """What became of a button press on a gate."""
+
+    accepted: bool
+    message: str
+
+
+class Engine:
+    """Runs releases of one runbook; one release per environment at a time."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: Store,
+        reporter: Reporter,
+        runbook: Runbook,
+        registry: dict[str, StepDef],
+        redactor: Redactor | None = None,
+        lock: EnvironmentLock | None = None,
+        clock: Callable[[], object] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.reporter = reporter
+        self.runbook = runbook
+        self.registry = registry
+        self.redact = redactor or Redactor(settings.secret_values())
+        self.lock = lock
+        self._tasks: dict[int, asyncio.Task[Release]] = {}
+        self._gates: dict[tuple[int, str], asyncio.Future[Decision]] = {}
+        self._start_lock = asyncio.Lock()
+        self._cancel_requests: dict[int, tuple[str, str]] = {}
+
+    # --- planning --------------------------------------------------------------------------
+    def plan(self) -> list[PlannedStep]:
+        """Every enabled step with what it would do, touching nothing."""
+        out = []
+        for phase, spec in self.runbook.enabled_steps():
+            sdef = self.registry[spec.name]
+            out.append(
+                PlannedStep(
+                    phase=phase.name,
+                    name=spec.name,
+                    title=sdef.title,
+                    description=sdef.describe,
+                    skip_reason=sdef.skip_reason(self.settings),
+                    concurrent=phase.concurrent,
+                )
+            )
+        return out
+
+    def new_release(self, *, ref: str, user: str, channel: str | None, notes: str = "") -> Release:
+        """A release (not yet stored) with one pending record per enabled step."""
+        release = Release(
+            environment=self.settings.ENVIRONMENT,
+            ref=ref,
+            started_by=user,
+            channel=channel,
+            notes=notes,
+        )
+        release.fields["Release Date"] = release.started_at.strftime("%Y-%m-%d %H:%M UTC")
+        for position, (phase, spec) in enumerate(self.runbook.enabled_steps()):
+            sdef = self.registry[spec.name]
+            release.steps.append(
+                StepRecord(name=spec.name, title=sdef.title, phase=phase.name, position=position)
+            )
+        return release
+
+    # --- starting, retrying, cancelling ----------------------------------------------------
+    async def start(
+        self, *, ref: str, user: str, channel: str | None, notes: str = ""
+    ) -> Release:
+        """Create and launch a release; EngineError when the environment is busy."""
+        async with self._start_lock:
+            release = self.new_release(ref=ref, user=user, channel=channel, notes=notes)
+            active = self.store.create_release_if_free(release)
+            if active is not None:
+                raise EngineError(
+                    f"Release #{active.id} ({active.ref}) is still {active.status.value} on "
+                    f"{active.environment}; cancel it or wait for it to finish."
+                )
+            assert release.id is not None
+            if self.lock is not None and not await self.lock.acquire(release.environment, release.id):
+                release.status = ReleaseStatus.CANCELLED
+                release.finished_at = utcnow()
+                self.store.save_release(release)
+                holder = await self.lock.holder(release.environment)
+                raise EngineError(
+                    f"{release.environment} is locked by release #{holder} (another bot instance)."
+                )
+        await self.reporter.release_started(release)
+        self._launch(release)
+        return release
+
+    async def retry(self, release_id: int, user: str) -> Release:
+        """Re-open a failed or interrupted release from its first unfinished or failed step."""
+        async with self._start_lock:
+            release = self._require(release_id)
+            if release.status not in (ReleaseStatus.FAILED, ReleaseStatus.INTERRUPTED):
+                raise EngineError(f"Release #{release_id} is {release.status.value}; only a failed "
+                                  "or interrupted release can be retried.")
+            newest = self.store.latest_release(release.environment)
+            if newest is not None and newest.id != release.id:
+                raise EngineError(f"Release #{newest.id} started after #{release_id}; "
+                                  "start a new release instead of retrying an old one.")
+            if self.lock is not None and not await self.lock.acquire(release.environment, release_id):
+                raise EngineError(f"{release.environment} is locked by another release.")
+            release.status = ReleaseStatus.RUNNING
+            release.finished_at = None
+            reset = []
+            for record in release.steps:
+                if record.state in (StepState.FAIL, StepState.CANCELLED, StepState.INTERRUPTED,
+                                    StepState.RUNNING, StepState.WAITING):
+                    record.state = StepState.PENDING
+                    record.result = None
+                    record.started_at = record.finished_at = None
+                    record.gate = None
+                    self.store.clear_decisions(release_id, record.name)
+                    reset.append(record)
+            self.store.save(release, *reset)
+        await self.reporter.note(release, f"<@{user}> retried the release from "
+                                 f"`{reset[0].name if reset else 'the end'}`.")
+        self._launch(release)
+        return release
+
+    async def cancel(self, release_id: int, user: str, reason: str = "") -> Release:
+        """Stop a running or waiting release."""
+        release = self._require(release_id)
+        if not release.status.active:
+            raise EngineError(f"Release #{release_id} is already {release.status.value}.")
+        task = self._tasks.get(release_id)
+        release.data["cancelled_by"] = user
+        if reason:
+            release.data["cancel_reason"] = reason
+        if task is not None and not task.done():
+            self._cancel_requests[release_id] = (user, reason)
+            task.cancel()
+            try:
+                return await task
+            except asyncio.CancelledError:
+                return self._require(release_id)
+        # Not running in this process (e.g. waiting after a restart): finish it here.
+        for record in release.steps:
+            if not record.state.finished:
+                record.state = StepState.CANCELLED
+        return await self._finish(release, ReleaseStatus.CANCELLED)
+
+    async def decide(self, release_id: int, step: str, gate_key: str, action: str,
+                     user: str) -> DecideResult:
+        """Record a person's answer to a gate and wake the waiting step."""
+        release = self.store.get_release(release_id)
+        if release is None:
+            return DecideResult(False, f"Release #{release_id} does not exist.")
+        try:
+            record = release.step(step)
+        except KeyError:
+            return DecideResult(False, f"Release #{release_id} has no step {step}.")
+        gate = record.gate
+        if record.state != StepState.WAITING or gate is None or gate.key != gate_key:
+            return DecideResult(False, "This question was already answered or is no longer open.")
+        chosen = next((a for a in gate.actions if a.id == action), None)
+        if chosen is None:
+            return DecideResult(False, f"Unknown choice {action!r}.")
+        approvers = self.settings.RELEASE_APPROVERS
+        if chosen.approvers_only and approvers and user not in approvers:
+            return DecideResult(False, f"Only release approvers can choose “{chosen.label}”: "
+                                + ", ".join(f"<@{u}>" for u in approvers) + ".")
+        decision = Decision(action=action, user=user)
+        if not self.store.record_decision(release_id, step, gate_key, decision):
+            return DecideResult(False, "This question was already answered.")
+        future = self._gates.get((release_id, step))
+        if future is not None and not future.done():
+            future.set_result(decision)
+        elif release_id not in self._tasks:
+            # The bot restarted while waiting and has not resumed yet: resume now.
+            self._launch(release)
+        return DecideResult(True, f"Recorded: {chosen.label}.")
+
+    async def recover(self) -> None:
+        """After a restart: resume releases waiting on a person, mark mid-step ones interrupted."""
+        for release in self.store.releases_with_status(ReleaseStatus.RUNNING, ReleaseStatus.WAITING):
+            if release.id in self._tasks:
+                continue
+            if release.status == ReleaseStatus.WAITING:
+                log.info("resuming release #%s waiting at a gate", release.id)
+                self._launch(release)
+                continue
+            interrupted = [r for r in release.steps if r.state == StepState.RUNNING]
+            for record in interrupted:
+                record.state = StepState.INTERRUPTED
+                record.finished_at = utcnow()
+            await self._finish(release, ReleaseStatus.INTERRUPTED, *interrupted)
+
+    async def wait(self, release_id: int) -> Release:
+        """Wait until the release's task ends (for the CLI, the demo and tests)."""
+        task = self._tasks.get(release_id)
+        if task is not None:
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if not task.cancelled():
+                    raise
+        return self._require(release_id)
+
+    def running(self, release_id: int) -> bool:
+        task = self._tasks.get(release_id)
+        return task is not None and not task.done()
+
+    async def shutdown(self) -> None:
+        """Stop running tasks without changing their stored state (a restart resumes them)."""
+        for task in list(self._tasks.values()):
+            task.cancel()
+        for task in list(self._tasks.values()):
+            with contextlib.suppress(BaseException):
+                await task
+
+    # --- running ---------------------------------------------------------------------------
+    def _require(self, release_id: int) -> Release:
+        release = self.store.get_release(release_id)
+        if release is None:
+            raise EngineError(f"Release #{release_id} does not exist.")
+        return release
+
+    def _launch(self, release: Release) -> None:
+        assert release.id is not None
+        task = asyncio.create_task(self._run(release), name=f"release-{release.id}")
+        self._tasks[release.id] = task
+        task.add_done_callback(lambda t, rid=release.id: self._tasks.pop(rid, None))
+
+    async def _run(self, release: Release) -> Release:
+        assert release.id is not None
+        try:
+            for phase in self.runbook.phases:
+                todo = [
+                    (spec, release.step(spec.name))
+                    for spec in phase.steps
+                    if spec.enabled and not release.step(spec.name).state.finished
+                ]
+                if not todo:
+                    continue
+                if phase.concurrent:
+                    results = await asyncio.gather(*(self._run_step(release, s, r) for s, r in todo))
+                else:
+                    results = []
+                    for spec, record in todo:
+                        outcome = await self._run_step(release, spec, record)
+                        results.append(outcome)
+                        if outcome == Outcome.FAIL:
+                            break
+                if Outcome.FAIL in results:
+                    return await self._finish(release, ReleaseStatus.FAILED)
+            return await self._finish(release, ReleaseStatus.SUCCEEDED)
+        except asyncio.CancelledError:
+            if release.id in self._cancel_requests:
+                user, reason = self._cancel_requests.pop(release.id)
+                release.data["cancelled_by"] = user
+                if reason:
+                    release.data["cancel_reason"] = reason
+                changed = [r for r in release.steps if not r.state.finished]
+                for record in changed:
+                    record.state = StepState.CANCELLED
+                    record.gate = None
+                return await self._finish(release, ReleaseStatus.CANCELLED, *changed)
+            raise
+        finally:
+            for key in [k for k in self._gates if k[0] == release.id]:
+                self._gates.pop(key, None)
+
+    async def _run_step(self, release: Release, spec: StepSpec, record: StepRecord) -> Outcome:
+        sdef = self.registry[spec.name]
+        reason = sdef.skip_reason(self.settings)
+        if reason is not None:
+            result = StepResult.skipped(f"Skipped: {reason}", data={"skip_reason": reason})
+            await self._record_result(release, record, result)
+            return Outcome.SKIPPED
+        record.state = StepState.RUNNING
+        record.started_at = utcnow()
+        record.result = None
+        if release.status != ReleaseStatus.RUNNING:
+            release.status = ReleaseStatus.RUNNING
+        self.store.save(release, record)
+        await self.reporter.step_started(release, record)
+        ctx = StepContext(
+            settings=self.settings,
+            release=release,
+            step_name=spec.name,
+            options=spec.options,
+            redact=self.redact,
+            progress=lambda text: self.reporter.step_progress(release, record, self.redact(text)),
+            ask=lambda gate: self._ask(release, record, gate),
+        )
+        timeout = spec.timeout if spec.timeout is not None else sdef.timeout
+        try:
+            if timeout is None:
+                result = await sdef.run(ctx)
+            else:
+                async with asyncio.timeout(timeout):
+                    result = await sdef.run(ctx)
+        except TimeoutError:
+            result = StepResult.fail(f"Timed out after {timeout:g}s")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a crashing step fails the release, never the bot
+            log.exception("step %s crashed", spec.name)
+            tail = "".join(traceback.format_exception(exc)[-3:])
+            result = StepResult.fail(f"Crashed: {type(exc).__name__}: {exc}", output_tail=tail)
+        await self._record_result(release, record, result)
+        return result.outcome
+
+    async def _record_result(self, release: Release, record: StepRecord, result: StepResult) -> None:
+        result = StepResult.model_validate(self.redact.data(result.model_dump()))
+        record.result = result
+        record.state = StepState(result.outcome.value)
+        record.finished_at = utcnow()
+        record.gate = None
+        self._merge_fields(release, result)
+        release.data.setdefault("steps", {})[record.name] = result.data
+        self.store.save(release, record)
+        await self.reporter.step_finished(release, record)
+
+    @staticmethod
+    def _merge_fields(release: Release, result: StepResult) -> None:
+        for name, value in result.fields.items():
+            if name == "Git SHA":
+                release.git_sha = value
+            if name in APPENDED_FIELDS and release.fields.get(name):
+                if value not in release.fields[name].split("\n"):
+                    release.fields[name] += "\n" + value
+            else:
+                release.fields[name] = value
+
+    async def _ask(self, release: Release, record: StepRecord, gate: Gate) -> Decision:
+        assert release.id is not None
+        stored = self.store.get_decision(release.id, record.name, gate.key)
+        if stored is not None:
+            return stored
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Decision] = loop.create_future()
+        self._gates[(release.id, record.name)] = future
+        record.state = StepState.WAITING
+        record.gate = gate
+        release.status = ReleaseStatus.WAITING
+        self.store.save(release, record)
+        # A press may have landed between the check above and the save: look once more.
+        stored = self.store.get_decision(release.id, record.name, gate.key)
+        if stored is not None and not future.done():
+            future.set_result(stored)
+        await self.reporter.gate_opened(release, record)
+        try:
+            decision = await future
+        finally:
+            self._gates.pop((release.id, record.name), None)
+        record.state = StepState.RUNNING
+        record.gate = None
+        release.status = ReleaseStatus.RUNNING
+        self.store.save(release, record)
+        await self.reporter.gate_closed(release, record, decision)
+        return decision
+
+    async def _finish(self, release: Release, status: ReleaseStatus, *records: StepRecord) -> Release:
+        release.status = status
+        release.finished_at = utcnow()
+        self.store.save(release, *records)
+        if self.lock is not None and release.id is not None:
+            await self.lock.release(release.environment, release.id)
+        await self.reporter.release_finished(release)
+        return release
+
+
+class EnvironmentLock(Protocol):
+    """A lock that lets one release at a time hold an environment (see bot.locks)."""
+
+    async def acquire(self, environment: str, release_id: int) -> bool: ...
+    async def release(self, environment: str, release_id: int) -> None: ...
+    async def holder(self, environment: str) -> int | None: ...
