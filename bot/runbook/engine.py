@@ -296,8 +296,14 @@ class Engine:
     def _launch(self, release: Release) -> None:
         assert release.id is not None
         task = asyncio.create_task(self._run(release), name=f"release-{release.id}")
-        self._tasks[release.id] = task
-        task.add_done_callback(lambda t, rid=release.id: self._tasks.pop(rid, None))
+        release_id = release.id
+        self._tasks[release_id] = task
+
+        def forget(done: asyncio.Task[Release]) -> None:
+            if self._tasks.get(release_id) is done:
+                del self._tasks[release_id]
+
+        task.add_done_callback(forget)
 
     async def _run(self, release: Release) -> Release:
         assert release.id is not None

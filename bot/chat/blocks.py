@@ -1,0 +1,261 @@
+"""Render releases, step results, gates and plans as Slack messages (pure functions).
+
+Block Kit is built with `slack_sdk.models.blocks`, and every text is cut to Slack's limits
+(3,000 characters a section, 50 blocks a message). Each message also carries a plain `text`
+fallback that says everything, which is what notifications and the console chat show.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ContextBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    SectionBlock,
+)
+
+from bot.runbook.model import Gate, Release, ReleaseStatus, StepRecord, StepState
+
+SECTION_LIMIT = 3000
+MAX_BLOCKS = 50
+
+ICONS = {
+    StepState.PENDING: ":white_circle:",
+    StepState.RUNNING: ":hourglass_flowing_sand:",
+    StepState.WAITING: ":raised_hand:",
+    StepState.OK: ":white_check_mark:",
+    StepState.WARN: ":warning:",
+    StepState.FAIL: ":x:",
+    StepState.SKIPPED: ":fast_forward:",
+    StepState.CANCELLED: ":no_entry_sign:",
+    StepState.INTERRUPTED: ":electric_plug:",
+}
+STATUS_ICONS = {
+    ReleaseStatus.RUNNING: ":rocket:",
+    ReleaseStatus.WAITING: ":raised_hand:",
+    ReleaseStatus.SUCCEEDED: ":white_check_mark:",
+    ReleaseStatus.FAILED: ":x:",
+    ReleaseStatus.CANCELLED: ":no_entry_sign:",
+    ReleaseStatus.ROLLED_BACK: ":rewind:",
+    ReleaseStatus.INTERRUPTED: ":electric_plug:",
+}
+
+RETRY_ACTION = "release_retry"
+ROLLBACK_ACTION = "release_rollback"
+GATE_ACTION_PREFIX = "gate:"
+
+
+@dataclass
+class Message:
+    """A message to post: fallback text, blocks, and a one-line summary for terminals."""
+
+    text: str
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+    summary: str = ""
+
+
+def cut(text: str, limit: int = SECTION_LIMIT) -> str:
+    """`text` shortened to `limit` characters, keeping code fences balanced."""
+    if len(text) <= limit:
+        return text
+    marker = "\n… (cut)"
+    short = text[: limit - len(marker) - 4]
+    if short.count("```") % 2 == 1:
+        short += "\n```"
+    return short + marker
+
+
+def section(text: str) -> SectionBlock:
+    return SectionBlock(text=MarkdownTextObject(text=cut(text or " ")))
+
+
+def context(text: str) -> ContextBlock:
+    return ContextBlock(elements=[MarkdownTextObject(text=cut(text, 3000))])
+
+
+def duration(seconds: float | None) -> str:
+    """`1h 02m`, `4m 12s` or `9s`."""
+    if seconds is None:
+        return "—"
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def status_line(release: Release) -> str:
+    """One line on where the release stands."""
+    icon = STATUS_ICONS[release.status]
+    counts = release.counts()
+    skipped = counts.get("skipped", 0)
+    skipped_note = f", {skipped} skipped" if skipped else ""
+    if release.status == ReleaseStatus.SUCCEEDED:
+        return f"{icon} Succeeded in {duration(release.duration_seconds)}{skipped_note}"
+    if release.status == ReleaseStatus.FAILED:
+        failed = [r.title for r in release.steps if r.state == StepState.FAIL]
+        return f"{icon} Failed at {', '.join(failed) or 'a step'} after " \
+               f"{duration(release.duration_seconds)}{skipped_note}"
+    if release.status == ReleaseStatus.WAITING:
+        waiting = [r.title for r in release.steps if r.state == StepState.WAITING]
+        return f"{icon} Waiting for a person at {', '.join(waiting)}"
+    if release.status == ReleaseStatus.RUNNING:
+        running = [r.title for r in release.steps if r.state == StepState.RUNNING]
+        done = sum(1 for r in release.steps if r.state.finished)
+        now = f": {', '.join(running)}" if running else ""
+        return f"{icon} Running ({done}/{len(release.steps)} done){now}"
+    if release.status == ReleaseStatus.CANCELLED:
+        who = release.data.get("cancelled_by")
+        by = f" by <@{who}>" if who else ""
+        return f"{icon} Cancelled{by}"
+    if release.status == ReleaseStatus.ROLLED_BACK:
+        return f"{icon} Rolled back"
+    return f"{icon} Interrupted (the bot restarted mid-step); Retry resumes it"
+
+
+def title_line(release: Release) -> str:
+    return f"Release #{release.id} of {release.ref} to {release.environment}"
+
+
+def checklist(release: Release, progress: dict[str, str] | None = None) -> str:
+    """The steps grouped by phase, each with its live status icon."""
+    progress = progress or {}
+    lines: list[str] = []
+    phase = None
+    for record in release.steps:
+        if record.phase != phase:
+            phase = record.phase
+            lines.append(f"*{phase.capitalize()}*")
+        note = ""
+        if record.result is not None:
+            note = f" — {record.result.summary}"
+        elif record.name in progress:
+            note = f" — _{progress[record.name]}_"
+        lines.append(f"{ICONS[record.state]} {record.title}{note}")
+    return "\n".join(lines)
+
+
+def parent_message(release: Release, progress: dict[str, str] | None = None,
+                   rollback_enabled: bool = False) -> Message:
+    """The release's parent message: who, ref, environment, checklist, status."""
+    sha = f" · `{release.git_sha[:8]}`" if release.git_sha else ""
+    meta = (f"Started by <@{release.started_by}> · ref `{release.ref}`{sha} · "
+            f"environment *{release.environment}*")
+    status = status_line(release)
+    blocks: list[Block] = [
+        HeaderBlock(text=cut(title_line(release), 150)),
+        context(meta),
+        section(checklist(release, progress)),
+        section(f"*{status}*"),
+    ]
+    buttons = release_buttons(release, rollback_enabled)
+    if buttons:
+        blocks.append(buttons)
+    text = f"{title_line(release)}: {status}\n{meta}\n{checklist(release, progress)}"
+    return Message(text=text, blocks=_dicts(blocks), summary=f"#{release.id} {status}")
+
+
+def release_buttons(release: Release, rollback_enabled: bool) -> ActionsBlock | None:
+    """Retry (failed or interrupted) and Roll back (finished) buttons."""
+    elements = []
+    value = str(release.id)
+    if release.status in (ReleaseStatus.FAILED, ReleaseStatus.INTERRUPTED):
+        elements.append(ButtonElement(text="Retry step", action_id=RETRY_ACTION, value=value,
+                                      style="primary"))
+    if rollback_enabled and release.status != ReleaseStatus.ROLLED_BACK and release.finished_at:
+        elements.append(ButtonElement(text="Roll back", action_id=ROLLBACK_ACTION, value=value,
+                                      style="danger"))
+    return ActionsBlock(block_id=f"release-{release.id}", elements=elements) if elements else None
+
+
+def step_message(release: Release, record: StepRecord) -> Message:
+    """The thread reply for a finished step: what it checked and found."""
+    result = record.result
+    assert result is not None
+    head = f"{ICONS[record.state]} *{record.title}* — {result.summary}"
+    blocks: list[Block] = [section(head)]
+    text_parts = [head]
+    if result.details:
+        blocks.append(section(result.details))
+        text_parts.append(result.details)
+    if result.output_tail and record.state in (StepState.FAIL, StepState.WARN):
+        tail = "Last lines of output:\n```\n" + result.output_tail[-2500:] + "\n```"
+        blocks.append(section(tail))
+        text_parts.append(tail)
+    if result.links:
+        links = " · ".join(f"<{link.url}|{link.label}>" for link in result.links)
+        blocks.append(context(links))
+        text_parts.append(links)
+    took = ""
+    if record.started_at and record.finished_at:
+        took = f" · took {duration((record.finished_at - record.started_at).total_seconds())}"
+    blocks.append(context(f"`{record.name}` · {record.phase}{took}"))
+    return Message(text=cut("\n".join(text_parts), 39000), blocks=_dicts(blocks[:MAX_BLOCKS]),
+                   summary=head)
+
+
+def gate_message(release: Release, record: StepRecord, gate: Gate) -> Message:
+    """A question with buttons; the value carries release, step and gate."""
+    value = json.dumps({"release": release.id, "step": record.name, "gate": gate.key})
+    buttons = [
+        ButtonElement(text=action.label, action_id=f"{GATE_ACTION_PREFIX}{action.id}", value=value,
+                      style=action.style)
+        for action in gate.actions
+    ]
+    head = f"{ICONS[StepState.WAITING]} *{record.title}* is waiting for a decision"
+    blocks: list[Block] = [
+        section(head),
+        section(gate.prompt),
+        ActionsBlock(block_id=f"gate-{release.id}-{record.name}", elements=buttons),
+    ]
+    choices = " / ".join(action.label for action in gate.actions)
+    text = f"{head}\n{gate.prompt}\nChoices: {choices}"
+    return Message(text=text, blocks=_dicts(blocks), summary=head)
+
+
+def gate_answered(record: StepRecord, gate: Gate, action: str, user: str, at: str) -> Message:
+    """The gate message once answered: the buttons are gone, the choice is recorded."""
+    label = next((a.label for a in gate.actions if a.id == action), action)
+    text = f"*{record.title}*: <@{user}> chose *{label}* at {at}"
+    blocks: list[Block] = [section(gate.prompt), context(text)]
+    return Message(text=text + "\n" + gate.prompt, blocks=_dicts(blocks), summary=text)
+
+
+def final_message(release: Release) -> Message:
+    """The thread's last word on a release."""
+    status = status_line(release)
+    lines = [f"*{status}*"]
+    skipped = [r for r in release.steps if r.state == StepState.SKIPPED]
+    if skipped:
+        lines.append("Skipped: " + ", ".join(
+            f"{r.title} ({r.result.summary.removeprefix('Skipped: ') if r.result else ''})"
+            for r in skipped))
+    blocks: list[Block] = [section("\n".join(lines))]
+    return Message(text="\n".join(lines), blocks=_dicts(blocks), summary=status)
+
+
+def note_message(text: str) -> Message:
+    return Message(text=text, blocks=_dicts([section(text)]), summary=text)
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    """A monospace table inside a code block (Slack has no table block in messages)."""
+    cells = [headers, *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "```\n" + "\n".join(lines) + "\n```"
+
+
+def _dicts(blocks: list[Block]) -> list[dict[str, Any]]:
+    return [block.to_dict() for block in blocks]

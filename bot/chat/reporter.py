@@ -1,0 +1,184 @@
+"""ChatReporter: turns engine events into a parent message and a thread of replies.
+
+The parent message is kept current with `chat.update`, coalesced to about one update a second
+per release; thread replies are posted in the order the steps finish. A chat failure is logged
+and never stops a release: the release log already holds the truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from bot.chat import blocks
+from bot.chat.blocks import Message
+from bot.chat.port import Chat
+from bot.redact import Redactor
+from bot.runbook.model import Decision, Release, StepRecord
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Thread:
+    release: Release
+    progress: dict[str, str] = field(default_factory=dict)
+    gate_ts: dict[str, str] = field(default_factory=dict)
+    last_update: float = 0.0
+    pending: asyncio.Task[None] | None = None
+    order: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class ChatReporter:
+    """Reporter over a Chat; `interval` is the minimum time between parent updates."""
+
+    def __init__(self, chat: Chat, store: Store, redactor: Redactor, *,
+                 default_channel: str | None = None, interval: float = 1.0,
+                 rollback_enabled: bool = False) -> None:
+        self.chat = chat
+        self.store = store
+        self.redact = redactor
+        self.default_channel = default_channel
+        self.interval = interval
+        self.rollback_enabled = rollback_enabled
+        self._threads: dict[int, _Thread] = {}
+
+    # --- engine events ---------------------------------------------------------------------
+    async def release_started(self, release: Release) -> None:
+        thread = self._thread(release)
+        channel = self._channel(release)
+        if channel is None:
+            log.warning("release #%s has no channel to post to", release.id)
+            return
+        async with thread.order:
+            if release.thread_ts:
+                await self._update_parent(thread)
+                return
+            ts = await self._post(channel, self._parent(thread))
+            if ts:
+                release.channel = channel
+                release.thread_ts = ts
+                self.store.save_release(release)
+                thread.last_update = time.monotonic()
+
+    async def step_started(self, release: Release, record: StepRecord) -> None:
+        self._touch(release)
+
+    async def step_progress(self, release: Release, record: StepRecord, text: str) -> None:
+        thread = self._thread(release)
+        thread.progress[record.name] = text
+        self._touch(release)
+
+    async def step_finished(self, release: Release, record: StepRecord) -> None:
+        thread = self._thread(release)
+        thread.progress.pop(record.name, None)
+        await self._reply(release, blocks.step_message(release, record))
+        self._touch(release)
+
+    async def gate_opened(self, release: Release, record: StepRecord) -> None:
+        assert record.gate is not None
+        ts = await self._reply(release, blocks.gate_message(release, record, record.gate))
+        if ts:
+            self._thread(release).gate_ts[record.name] = ts
+        self._touch(release)
+
+    async def gate_closed(self, release: Release, record: StepRecord, decision: Decision) -> None:
+        thread = self._thread(release)
+        ts = thread.gate_ts.pop(record.name, None)
+        gate = release.step(record.name).gate or record.gate
+        channel = release.channel
+        at = decision.at.strftime("%H:%M:%S UTC")
+        if gate is None:
+            stored = self.store.get_release(release.id or 0)
+            gate = stored.step(record.name).gate if stored else None
+        if ts and channel and gate is not None:
+            await self._update(channel, ts, blocks.gate_answered(record, gate, decision.action,
+                                                                 decision.user, at))
+        else:
+            await self._reply(release, blocks.note_message(
+                f"*{record.title}*: <@{decision.user}> chose `{decision.action}` at {at}"))
+        self._touch(release)
+
+    async def release_finished(self, release: Release) -> None:
+        thread = self._thread(release)
+        thread.release = release
+        if thread.pending is not None:
+            thread.pending.cancel()
+            thread.pending = None
+        await self._update_parent(thread)
+        await self._reply(release, blocks.final_message(release))
+        self._threads.pop(release.id or 0, None)
+
+    async def note(self, release: Release, text: str) -> None:
+        await self._reply(release, blocks.note_message(text))
+
+    async def flush(self) -> None:
+        """Send every pending parent update now (used before exiting)."""
+        for thread in list(self._threads.values()):
+            if thread.pending is not None:
+                thread.pending.cancel()
+                thread.pending = None
+                await self._update_parent(thread)
+
+    # --- internals -------------------------------------------------------------------------
+    def _thread(self, release: Release) -> _Thread:
+        key = release.id or 0
+        thread = self._threads.get(key)
+        if thread is None:
+            thread = self._threads[key] = _Thread(release)
+        thread.release = release
+        return thread
+
+    def _channel(self, release: Release) -> str | None:
+        return release.channel or self.default_channel
+
+    def _parent(self, thread: _Thread) -> Message:
+        return blocks.parent_message(thread.release, thread.progress, self.rollback_enabled)
+
+    def _touch(self, release: Release) -> None:
+        """Schedule a parent update, at most one per `interval`."""
+        thread = self._thread(release)
+        if thread.pending is not None and not thread.pending.done():
+            return
+        wait = max(0.0, thread.last_update + self.interval - time.monotonic())
+        thread.pending = asyncio.create_task(self._delayed_update(thread, wait))
+
+    async def _delayed_update(self, thread: _Thread, wait: float) -> None:
+        if wait:
+            await asyncio.sleep(wait)
+        thread.pending = None
+        await self._update_parent(thread)
+
+    async def _update_parent(self, thread: _Thread) -> None:
+        release = thread.release
+        if not release.thread_ts or not release.channel:
+            return
+        thread.last_update = time.monotonic()
+        await self._update(release.channel, release.thread_ts, self._parent(thread))
+
+    async def _reply(self, release: Release, message: Message) -> str | None:
+        channel = release.channel
+        if not channel or not release.thread_ts:
+            return None
+        async with self._thread(release).order:
+            return await self._post(channel, message, release.thread_ts)
+
+    def _clean(self, message: Message) -> Message:
+        return Message(text=self.redact(message.text), blocks=self.redact.data(message.blocks),
+                       summary=self.redact(message.summary))
+
+    async def _post(self, channel: str, message: Message, thread_ts: str | None = None) -> str | None:
+        try:
+            return await self.chat.post(channel, self._clean(message), thread_ts)
+        except Exception as exc:
+            log.error("posting to %s failed: %s", channel, self.redact(str(exc)))
+            return None
+
+    async def _update(self, channel: str, ts: str, message: Message) -> None:
+        try:
+            await self.chat.update(channel, ts, self._clean(message))
+        except Exception as exc:
+            log.error("updating %s %s failed: %s", channel, ts, self.redact(str(exc)))

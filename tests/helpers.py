@@ -1,0 +1,55 @@
+"""Test helpers: settings without the developer's environment, and a StepContext to run a step."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from bot.config import Settings
+from bot.redact import Redactor
+from bot.runbook.model import Decision, Gate, Release, StepResult
+from bot.runbook.registry import REGISTRY, StepContext, load_steps
+
+
+def make_settings(**values: Any) -> Settings:
+    """Settings from `values` only (no environment, no .env)."""
+    class _Isolated(Settings):
+        model_config = {**Settings.model_config, "env_file": None}
+
+        @classmethod
+        def settings_customise_sources(cls, settings_cls, init_settings, *args, **kwargs):  # type: ignore[no-untyped-def]
+            return (init_settings,)
+
+    return _Isolated(**values)
+
+
+class StepHarness:
+    """Runs one registered step outside the engine, recording progress and gates."""
+
+    def __init__(self, settings: Settings, release: Release | None = None,
+                 answer: Callable[[Gate], str] | None = None) -> None:
+        load_steps()
+        self.settings = settings
+        self.release = release or Release(id=1, environment="staging", ref="main", started_by="U1")
+        self.progress: list[str] = []
+        self.gates: list[Gate] = []
+        self.answer = answer
+
+    async def run(self, name: str, **options: Any) -> StepResult:
+        async def progress(text: str) -> None:
+            self.progress.append(text)
+
+        async def ask(gate: Gate) -> Decision:
+            self.gates.append(gate)
+            if self.answer is None:
+                raise AssertionError(f"step asked {gate.key!r} but the test gave no answer")
+            return Decision(action=self.answer(gate), user="UAPPROVER")
+
+        ctx = StepContext(settings=self.settings, release=self.release, step_name=name,
+                          options=options, redact=Redactor(self.settings.secret_values()),
+                          progress=progress, ask=ask)
+        result = await REGISTRY[name].run(ctx)
+        self.release.data.setdefault("steps", {})[name] = result.data
+        for field, value in result.fields.items():
+            self.release.fields[field] = value
+        return result
