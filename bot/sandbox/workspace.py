@@ -251,5 +251,10 @@ def create_workspace(
 
     run_git(root, "clone", "-q", str(origin), str(app))
     if node_modules is not None:
+        # Ignored even where the template's .gitignore was not packaged (dotfiles can be missed).
+        exclude = app / ".git" / "info" / "exclude"
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        with exclude.open("a", encoding="utf-8") as handle:
+            handle.write("node_modules\n")
         (app / "node_modules").symlink_to(Path(node_modules).resolve(), target_is_directory=True)
     return workspace
