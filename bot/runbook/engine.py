@@ -145,6 +145,10 @@ class Engine:
         """Create and launch a release; EngineError when the environment is busy."""
         async with self._start_lock:
             release = self.new_release(ref=ref, user=user, channel=channel, notes=notes)
+            previous = self.store.last_successful_before(release.environment, 2**62)
+            if previous is not None and previous.git_sha:
+                release.data["previous_sha"] = previous.git_sha
+                release.data["previous_release"] = previous.id
             active = self.store.create_release_if_free(release)
             if active is not None:
                 raise EngineError(

@@ -1,0 +1,253 @@
+"""The guide's "Smoke test the app" and "Inspect health endpoints", against STAGING_URL.
+
+- `smoke`: the dashboard renders (200, HTML, a marker).
+- `health`: `/api/health` and its dependency verdicts as a table.
+- `coach_stream`: sign in as the staging test user, then stream an AI coach answer and check
+  that chunks arrive incrementally and `complete` carries citations.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import httpx
+from httpx_sse import aconnect_sse
+
+from bot.chat.blocks import table
+from bot.providers.http import ProviderError, error_message, json_body, make_client, send
+from bot.runbook.model import Link, StepResult
+from bot.runbook.registry import StepContext, step
+
+
+def _client(ctx: StepContext) -> httpx.AsyncClient:
+    assert ctx.settings.STAGING_URL
+    return make_client(ctx.settings.STAGING_URL, timeout=ctx.settings.HTTP_TIMEOUT_SECONDS,
+                       headers={"Accept": "text/html,application/json"})
+
+
+@step("smoke", title="Smoke test (dashboard renders)", phase="validate", requires=("STAGING_URL",),
+      timeout=120, describe="GET STAGING_URL + SMOKE_PATH: 200 with an HTML page carrying SMOKE_MARKER.")
+async def smoke(ctx: StepContext) -> StepResult:
+    """Load the dashboard and check it renders."""
+    path = ctx.option("path", ctx.settings.SMOKE_PATH)
+    marker = ctx.option("marker", ctx.settings.SMOKE_MARKER)
+    url = f"{ctx.settings.STAGING_URL}{path}"
+    started = time.monotonic()
+    async with _client(ctx) as client:
+        try:
+            response = await send(client, "GET", path, provider="staging", attempts=2,
+                                  ok_statuses=tuple(range(300, 600)))
+        except ProviderError as exc:
+            return StepResult.fail(f"{url} did not answer: {exc}", links=[Link(label="page", url=url)])
+    elapsed = (time.monotonic() - started) * 1000
+    kind = response.headers.get("content-type", "")
+    body = response.text
+    facts = table(["check", "found"], [["status", str(response.status_code)],
+                                        ["content-type", kind or "—"],
+                                        ["size", f"{len(body)} bytes"],
+                                        ["time", f"{elapsed:.0f} ms"]])
+    links = [Link(label="page", url=url)]
+    if response.status_code != 200:
+        return StepResult.fail(f"{url} answered {response.status_code}", details=facts, links=links,
+                               output_tail=body[:500])
+    if "html" not in kind.lower() or not body.strip():
+        return StepResult.fail(f"{url} did not return an HTML page ({kind or 'no content type'}, "
+                               f"{len(body)} bytes)", details=facts, links=links)
+    if marker and marker not in body:
+        return StepResult.fail(f"{url} rendered without the marker {marker!r}", details=facts,
+                               links=links)
+    found = f" with {marker!r}" if marker else ""
+    return StepResult.ok(f"{url} rendered{found} in {elapsed:.0f} ms", details=facts, links=links,
+                         data={"status": response.status_code, "ms": round(elapsed)},
+                         fields={"Manual Tests": f"Smoke: {path} rendered (200)"})
+
+
+def _health_rows(payload: dict[str, Any]) -> tuple[list[list[str]], list[str], list[str]]:
+    """Table rows, failures and warnings from the health payload's `dependencies`."""
+    rows: list[list[str]] = []
+    failures: list[str] = []
+    warnings: list[str] = []
+    deps = payload.get("dependencies") or {}
+    supabase = deps.get("supabase") or {}
+    sb_status = str(supabase.get("status", "missing"))
+    rows.append(["supabase", sb_status, _ms(supabase.get("latencyMs")),
+                 str(supabase.get("message") or "")])
+    if sb_status != "ok":
+        failures.append(f"Supabase is {sb_status}" + (f" ({supabase['message']})"
+                                                      if supabase.get("message") else ""))
+    analytics = deps.get("analytics") or {}
+    if analytics:
+        a_status = str(analytics.get("status", "missing"))
+        rows.append(["analytics", a_status, _ms(analytics.get("latencyMs")),
+                     str(analytics.get("message") or "")])
+        if a_status not in ("ok", "configured"):
+            warnings.append(f"analytics is {a_status}")
+    providers = deps.get("aiProviders") or {}
+    configuration = providers.get("configuration") or {}
+    stats = providers.get("stats") or {}
+    for name in sorted(set(configuration) | set(stats)):
+        configured = str(configuration.get(name, "—"))
+        stat = stats.get(name) or {}
+        p_status = str(stat.get("status", configured))
+        rows.append([f"ai:{name}", f"{p_status} ({configured})" if stat else configured,
+                     _ms(stat.get("latencyMs")), str(stat.get("message") or stat.get("error") or "")])
+        if configured != "configured":
+            warnings.append(f"{name} is {configured}")
+        elif stat and p_status not in ("ok", "healthy", "up"):
+            warnings.append(f"{name} is {p_status}")
+    return rows, failures, warnings
+
+
+def _ms(value: Any) -> str:
+    return f"{value} ms" if isinstance(value, (int, float)) else "—"
+
+
+@step("health", title="Health endpoint (/api/health)", phase="validate", requires=("STAGING_URL",),
+      timeout=120, describe="GET STAGING_URL/api/health: Supabase ok, status ok; providers reported.")
+async def health(ctx: StepContext) -> StepResult:
+    """Read `/api/health`: fail unless Supabase and the status are ok; warn on providers."""
+    url = f"{ctx.settings.STAGING_URL}/api/health"
+    links = [Link(label="/api/health", url=url)]
+    async with _client(ctx) as client:
+        try:
+            response = await send(client, "GET", "/api/health", provider="staging health",
+                                  ok_statuses=(503,))
+            body = json_body(response, "staging health")
+        except ProviderError as exc:
+            return StepResult.fail(str(exc), links=links)
+    if not isinstance(body, dict):
+        return StepResult.fail(f"/api/health answered {response.status_code} with an unexpected body",
+                               links=links, output_tail=response.text[:500])
+    payload = body.get("data") if body.get("success") else body.get("details")
+    if not isinstance(payload, dict):
+        error = body.get("error") or "no health payload"
+        return StepResult.fail(f"/api/health answered {response.status_code}: {error}", links=links)
+    rows, failures, warnings = _health_rows(payload)
+    status = str(payload.get("status", "missing"))
+    details = table(["dependency", "status", "latency", "message"], rows)
+    details += f"\nOverall status: *{status}* (HTTP {response.status_code})"
+    data = {"status": status, "http_status": response.status_code, "failures": failures,
+            "warnings": warnings}
+    if response.status_code == 503 or not body.get("success"):
+        failures.insert(0, f"HTTP {response.status_code}: {body.get('error') or 'unhealthy'}")
+    if status != "ok" and not failures:
+        failures.append(f"status is {status}")
+    if failures:
+        return StepResult.fail("; ".join(failures), details=details, links=links, data=data)
+    fields = {"Manual Tests": "Health: /api/health ok"}
+    if warnings:
+        return StepResult.warn("Healthy, but " + "; ".join(warnings), details=details, links=links,
+                               data=data, fields=fields)
+    return StepResult.ok(f"Healthy: Supabase ok, {len(rows) - 1} other checks ok", details=details,
+                         links=links, data=data, fields=fields)
+
+
+@step("coach_stream", title="AI coach streams with citations", phase="validate",
+      requires=("STAGING_URL", "STAGING_TEST_USER_EMAIL", "STAGING_TEST_USER_PASSWORD"), timeout=180,
+      describe="Sign in as the staging test user, POST /api/marcus, expect streamed chunks and "
+               "citations.")
+async def coach_stream(ctx: StepContext) -> StepResult:
+    """Sign in, then stream a coaching answer from `/api/marcus`."""
+    settings = ctx.settings
+    async with _client(ctx) as client:
+        try:
+            auth = await send(client, "POST", "/api/auth", provider="staging auth",
+                              ok_statuses=(400, 422),
+                              json={"action": "signIn", "email": settings.STAGING_TEST_USER_EMAIL,
+                                    "password": settings.secret("STAGING_TEST_USER_PASSWORD")})
+        except ProviderError as exc:
+            return StepResult.fail(f"Sign-in failed: {exc}")
+        if auth.status_code != 200:
+            return StepResult.fail(f"Sign-in as {settings.STAGING_TEST_USER_EMAIL} was refused "
+                                   f"({auth.status_code}: {error_message(auth)})")
+        if not client.cookies:
+            return StepResult.fail("Sign-in answered 200 but set no session cookie")
+        return await _stream(ctx, client)
+
+
+async def _stream(ctx: StepContext, client: httpx.AsyncClient) -> StepResult:
+    message = ctx.option("message", ctx.settings.COACH_MESSAGE)
+    body = {"message": message, "persona": "marcus", "mode": "coaching"}
+    started = time.monotonic()
+    first_chunk: float | None = None
+    arrivals: list[float] = []
+    text: list[str] = []
+    complete: dict[str, Any] | None = None
+    events: list[str] = []
+    try:
+        async with aconnect_sse(client, "POST", "/api/marcus", json=body,
+                                headers={"Accept": "text/event-stream"}) as source:
+            response = source.response
+            if response.status_code != 200:
+                await response.aread()
+                return StepResult.fail(f"/api/marcus answered {response.status_code}: "
+                                       f"{error_message(response)}")
+            async for event in source.aiter_sse():
+                events.append(event.event)
+                data = _event_data(event.data)
+                if event.event == "chunk":
+                    now = time.monotonic()
+                    first_chunk = first_chunk if first_chunk is not None else now - started
+                    arrivals.append(now)
+                    text.append(str(data.get("delta", "")))
+                elif event.event == "complete":
+                    complete = data
+                    break
+                elif event.event == "error":
+                    return StepResult.fail(f"The coach stream sent an error: "
+                                           f"{data.get('message') or data.get('error') or event.data}",
+                                           data={"events": events})
+    except httpx.TimeoutException:
+        return StepResult.fail(f"The coach stream stalled (no data for "
+                               f"{ctx.settings.HTTP_TIMEOUT_SECONDS:g}s) after events {events}")
+    except httpx.HTTPError as exc:
+        return StepResult.fail(f"The coach stream broke off: {type(exc).__name__}: {exc}")
+    return _judge_stream(first_chunk, arrivals, text, complete, events, started)
+
+
+def _event_data(raw: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw) if raw else {}
+    except json.JSONDecodeError:
+        return {"raw": raw}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def _judge_stream(first_chunk: float | None, arrivals: list[float], text: list[str],
+                  complete: dict[str, Any] | None, events: list[str], started: float) -> StepResult:
+    chunks = len(arrivals)
+    total = time.monotonic() - started
+    if chunks == 0:
+        return StepResult.fail(f"The coach answered without streaming any chunk (events: {events})")
+    if complete is None:
+        return StepResult.fail(f"The stream ended after {chunks} chunks without a `complete` event")
+    citations = complete.get("citations") or []
+    spread = arrivals[-1] - arrivals[0] if chunks > 1 else 0.0
+    incremental = chunks > 1 and spread > 0
+    rows = [["first chunk", f"{(first_chunk or 0) * 1000:.0f} ms"], ["chunks", str(chunks)],
+            ["chunk spread", f"{spread * 1000:.0f} ms"], ["total", f"{total * 1000:.0f} ms"],
+            ["tokens", str(complete.get("tokens", "—"))], ["citations", str(len(citations))]]
+    cites = "\n".join(f"• {_citation(c)}" for c in citations[:8])
+    preview = "".join(text)[:300]
+    details = table(["measure", "value"], rows) + (f"\nCitations:\n{cites}" if cites else "")
+    details += f"\n> {preview}" if preview else ""
+    data = {"first_chunk_ms": round((first_chunk or 0) * 1000), "chunks": chunks,
+            "citations": len(citations), "tokens": complete.get("tokens")}
+    if not incremental:
+        return StepResult.fail(f"The answer arrived in one piece ({chunks} chunk), not streamed",
+                               details=details, data=data)
+    if not citations:
+        return StepResult.fail(f"Streamed {chunks} chunks but `complete` carried no citations",
+                               details=details, data=data)
+    return StepResult.ok(f"Streamed {chunks} chunks, first after {data['first_chunk_ms']} ms, "
+                         f"{len(citations)} citations", details=details, data=data,
+                         fields={"Manual Tests": f"AI coach: streamed {chunks} chunks with "
+                                                 f"{len(citations)} citations"})
+
+
+def _citation(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("title") or value.get("source") or value.get("id") or value)[:150]
+    return str(value)[:150]
