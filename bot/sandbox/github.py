@@ -92,9 +92,7 @@ class GitHubState:
         history.append(commit)
         if pr_title is not None:
             number = pr_number or (sum(len(p) for p in self.pulls.values()) + 1)
-            self.pulls.setdefault(commit.sha, []).append(
-                PullRequest(number, pr_title, head_ref=branch)
-            )
+            self.pulls.setdefault(commit.sha, []).append(PullRequest(number, pr_title, head_ref=branch))
         return commit
 
     def branch_from(self, new: str, source: str) -> list[Commit]:
@@ -166,8 +164,11 @@ def _commit_json(state: GitHubState, commit: Commit) -> dict[str, Any]:
         "author": {"login": commit.author.split()[0].lower()},
         "committer": {"login": "web-flow"},
         "parents": [
-            {"sha": p, "url": f"{API}/repos/{state.repo}/commits/{p}",
-             "html_url": f"{WEB}/{state.repo}/commit/{p}"}
+            {
+                "sha": p,
+                "url": f"{API}/repos/{state.repo}/commits/{p}",
+                "html_url": f"{WEB}/{state.repo}/commit/{p}",
+            }
             for p in commit.parents
         ],
     }
@@ -186,7 +187,7 @@ async def merge(request: web.Request) -> web.Response:
     except ValueError:
         return _error(400, "Problems parsing JSON")
     if not isinstance(body, dict) or not body.get("base") or not body.get("head"):
-        return _error(422, "Invalid request.\n\n\"base\" and \"head\" weren't supplied.")
+        return _error(422, 'Invalid request.\n\n"base" and "head" weren\'t supplied.')
     base_name, head_ref = str(body["base"]), str(body["head"])
     if base_name not in state.branches:
         return _error(404, "Base does not exist")

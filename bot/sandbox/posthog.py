@@ -100,9 +100,7 @@ _IN_RE = re.compile(
     re.IGNORECASE,
 )
 _LIKE_RE = re.compile(rf"^(?P<field>{_FIELD})\s+(?P<neg>NOT\s+)?(?P<op>I?LIKE)\s+(?P<value>{_STRING})$", re.I)
-_TS_ABS_RE = re.compile(
-    rf"^timestamp\s*(?P<op>>=|<=|>|<)\s*toDateTime\(\s*(?P<value>{_STRING})\s*\)$", re.I
-)
+_TS_ABS_RE = re.compile(rf"^timestamp\s*(?P<op>>=|<=|>|<)\s*toDateTime\(\s*(?P<value>{_STRING})\s*\)$", re.I)
 _TS_REL_RE = re.compile(
     r"^timestamp\s*(?P<op>>=|<=|>|<)\s*now\(\)\s*-\s*INTERVAL\s+(?P<n>\d+)\s+"
     r"(?P<unit>SECOND|MINUTE|HOUR|DAY|WEEK)S?$",
@@ -169,9 +167,7 @@ def _compare_time(op: str, left: datetime, right: datetime) -> bool:
 
 
 def _like(pattern: str, case_insensitive: bool) -> re.Pattern[str]:
-    regex = "".join(
-        ".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in pattern
-    )
+    regex = "".join(".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in pattern)
     flags = re.DOTALL | (re.IGNORECASE if case_insensitive else 0)
     return re.compile(f"^{regex}$", flags)
 
@@ -371,8 +367,15 @@ async def capture_endpoint(request: web.Request) -> web.Response:
     try:
         body = await request.json()
     except ValueError:
-        return web.json_response({"type": "validation_error", "code": "invalid_payload",
-                                  "detail": "Malformed request data", "attr": None}, status=400)
+        return web.json_response(
+            {
+                "type": "validation_error",
+                "code": "invalid_payload",
+                "detail": "Malformed request data",
+                "attr": None,
+            },
+            status=400,
+        )
     if not isinstance(body, dict):
         return _validation_error("Malformed request data", "invalid_payload")
     batch = body.get("batch")
@@ -382,8 +385,8 @@ async def capture_endpoint(request: web.Request) -> web.Response:
     )
     if api_key != state.project_api_key:
         return _auth_error(
-            "invalid_api_key", "Project API key invalid. You can find your project API key in PostHog "
-            "project settings."
+            "invalid_api_key",
+            "Project API key invalid. You can find your project API key in PostHog project settings.",
         )
     try:
         events = [_to_event(state, raw) for raw in raw_events if isinstance(raw, dict)]

@@ -141,7 +141,7 @@ def _fail(error: str, **extra: Any) -> dict[str, Any]:
 
 async def _read_args(request: web.Request) -> dict[str, Any] | None:
     args: dict[str, Any] = dict(request.query)
-    if request.method == "POST" and request.can_read_body:
+    if request.method == "POST" and request.body_exists:
         if request.content_type == "application/json":
             try:
                 body = await request.json()

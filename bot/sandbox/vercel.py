@@ -45,7 +45,12 @@ DEFAULT_BUILD_LOG: tuple[tuple[str, str], ...] = (
 
 @dataclass
 class BuildScript:
-    """How a deployment's build plays out, counted in `GET /v13/deployments/{id}` reads."""
+    """How a deployment's build plays out, counted in `GET /v13/deployments/{id}` reads.
+
+    The creation response and the first `queued_polls` reads say QUEUED, the next
+    `building_polls` reads BUILDING, then the outcome (NEVER keeps it BUILDING). With both
+    counts 0 the deployment is finished as soon as it is created.
+    """
 
     queued_polls: int = 1
     building_polls: int = 1
@@ -278,12 +283,13 @@ class VercelState:
             return
         script = deployment.script
         now = self.now_ms()
-        if deployment.polls < script.queued_polls:
+        phase = _phase(deployment.polls, script)
+        if phase == "QUEUED":
             deployment.state = "QUEUED"
             return
         if deployment.building_at is None:
             deployment.building_at = now
-        if script.outcome == NEVER or deployment.polls < script.queued_polls + script.building_polls:
+        if phase == "BUILDING" or script.outcome == NEVER:
             deployment.state = "BUILDING"
             return
         deployment.state = script.outcome
@@ -309,6 +315,16 @@ class VercelState:
         for domain in domains:
             self.assign_alias(domain, deployment)
         deployment.alias_assigned_at = self.now_ms()
+
+
+def _phase(polls: int, script: BuildScript) -> str:
+    """QUEUED, BUILDING or DONE after `polls` reads (0 is the creation response)."""
+    queued, building = script.queued_polls, script.building_polls
+    if polls == 0:
+        return "QUEUED" if queued > 0 else "BUILDING" if building > 0 else "DONE"
+    if polls <= queued:
+        return "QUEUED"
+    return "BUILDING" if polls <= queued + building else "DONE"
 
 
 def _copy_script(script: BuildScript) -> BuildScript:
@@ -407,9 +423,7 @@ async def list_env(request: web.Request) -> web.Response:
         envs = [e for e in envs if custom_id in e.custom_environment_ids]
     decrypt = query.get("decrypt") == "true"
     items = [_env_json(e, decrypt) for e in envs]
-    return web.json_response(
-        {"envs": items, "pagination": {"count": len(items), "next": None, "prev": None}}
-    )
+    return web.json_response({"envs": items, "pagination": {"count": len(items), "next": None, "prev": None}})
 
 
 def _deployment_json(state: VercelState, dep: Deployment) -> dict[str, Any]:
@@ -503,9 +517,7 @@ async def create_deployment(request: web.Request) -> web.Response:
     if not custom_key and target not in (None, "production", "preview", "staging"):
         custom_key = target
     if custom_key:
-        custom = next(
-            (c for c in project.custom_environments if custom_key in (c.id, c.slug)), None
-        )
+        custom = next((c for c in project.custom_environments if custom_key in (c.id, c.slug)), None)
         if custom is None:
             return _error(404, "custom_environment_not_found", "Custom environment not found")
     response_target = target if target in ("production", "staging") and custom is None else None
@@ -615,8 +627,11 @@ async def list_deployments(request: web.Request) -> web.Response:
 def _events_for(state: VercelState, dep: Deployment) -> list[dict[str, Any]]:
     project = state.projects[dep.project_id]
     lines: list[tuple[str, str]] = [
-        ("stdout", f"Cloning github.com/{project.git_org}/{project.git_repo} "
-                   f"(Branch: {dep.ref}, Commit: {dep.sha[:7]})"),
+        (
+            "stdout",
+            f"Cloning github.com/{project.git_org}/{project.git_repo} "
+            f"(Branch: {dep.ref}, Commit: {dep.sha[:7]})",
+        ),
     ]
     if dep.state != "QUEUED":
         lines.extend(dep.script.log)
@@ -679,14 +694,10 @@ async def assign_alias(request: web.Request) -> web.Response:
     if dep.state != READY:
         return _error(400, "deployment_not_ready", "The deployment is not READY and can not be aliased")
     if state.aliases.get(alias) == dep.id:
-        return _error(
-            409, "alias_in_use", "The provided alias is already assigned to the given deployment"
-        )
+        return _error(409, "alias_in_use", "The provided alias is already assigned to the given deployment")
     old = state.assign_alias(alias, dep)
     uid, created = state.alias_record(alias)
-    return web.json_response(
-        {"uid": uid, "alias": alias, "created": _iso(created), "oldDeploymentId": old}
-    )
+    return web.json_response({"uid": uid, "alias": alias, "created": _iso(created), "oldDeploymentId": old})
 
 
 async def list_deployment_aliases(request: web.Request) -> web.Response:
@@ -735,9 +746,7 @@ def json_meta(dep: Deployment) -> str:
     return json.dumps(dep.meta)
 
 
-def _point_production(
-    request: web.Request, kind: str
-) -> tuple[web.Response | None, Deployment | None]:
+def _point_production(request: web.Request, kind: str) -> tuple[web.Response | None, Deployment | None]:
     state = request.app[STATE_KEY]
     project = state.find_project(request.match_info["projectId"])
     if project is None:
@@ -748,9 +757,7 @@ def _point_production(
     if dep.state != READY:
         return _error(400, "deployment_not_ready", "Deployment is not READY"), None
     if kind == "rollback" and dep.target != "production":
-        return _error(
-            400, "invalid_deployment", "Only production deployments can be rolled back to"
-        ), None
+        return _error(400, "invalid_deployment", "Only production deployments can be rolled back to"), None
     for domain in project.production_domains:
         state.assign_alias(domain, dep)
     state.promotions.append(
@@ -790,8 +797,13 @@ async def deploy_hook(request: web.Request) -> web.Response:
     target = "production" if hook.ref == project.production_branch else None
     custom = next((c for c in project.custom_environments if c.branch == hook.ref), None)
     dep = state.create_deployment(
-        project, sha=sha, ref=hook.ref, target=target, custom_environment=custom,
-        meta={"deployHookId": request.match_info["hookId"]}, source="import",
+        project,
+        sha=sha,
+        ref=hook.ref,
+        target=target,
+        custom_environment=custom,
+        meta={"deployHookId": request.match_info["hookId"]},
+        source="import",
     )
     job = {"id": state.new_id("", 20), "state": "PENDING", "createdAt": state.now_ms()}
     state.hook_jobs.append({**job, "deploymentId": dep.id})
