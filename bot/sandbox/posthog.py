@@ -44,6 +44,10 @@ class Event:
     distinct_id: str = "anonymous"
     properties: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.timestamp.tzinfo is None:
+            self.timestamp = self.timestamp.replace(tzinfo=UTC)
+
 
 @dataclass
 class PostHogState:
