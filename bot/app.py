@@ -1,0 +1,103 @@
+"""Wiring: settings -> store, engine, reporter, service, scheduler, and the Bolt app.
+
+`build_runtime()` assembles what every front end shares; `build_bolt_app()` adds Slack's
+listeners (handlers/) on top. The console chat and the demo use the runtime without Bolt.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from importlib import import_module
+
+from slack_bolt.async_app import AsyncApp
+
+from bot.chat.port import Chat
+from bot.chat.reporter import ChatReporter
+from bot.chat.slack import SlackChat, make_web_client
+from bot.config import MissingSetting, Settings
+from bot.locks import RedisLock
+from bot.redact import Redactor, default_redactor
+from bot.runbook.engine import Engine
+from bot.runbook.loader import load_runbook
+from bot.runbook.registry import load_steps
+from bot.service import ReleaseService
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Everything a front end needs to run releases."""
+
+    settings: Settings
+    store: Store
+    engine: Engine
+    reporter: ChatReporter
+    service: ReleaseService
+    chat: Chat
+    redactor: Redactor
+    lock: RedisLock | None = None
+
+
+def build_redactor(settings: Settings) -> Redactor:
+    """The process-wide redactor, taught the values of every secret setting."""
+    redactor = default_redactor()
+    redactor.add(settings.secret_values())
+    return redactor
+
+
+def build_runtime(settings: Settings, chat: Chat, *, store: Store | None = None,
+                  update_interval: float = 1.0) -> Runtime:
+    """Assemble store, engine, reporter and service around `chat`."""
+    redactor = build_redactor(settings)
+    registry = load_steps()
+    runbook = load_runbook(settings.RUNBOOK_PATH, registry)
+    store = store or Store(settings.DATABASE_PATH)
+    lock = None
+    if settings.REDIS_URL is not None:
+        import redis.asyncio as aioredis
+
+        lock = RedisLock(aioredis.from_url(settings.secret("REDIS_URL")))
+    reporter = ChatReporter(chat, store, redactor, default_channel=settings.RELEASE_CHANNEL,
+                            interval=update_interval)
+    engine = Engine(settings=settings, store=store, reporter=reporter, runbook=runbook,
+                    registry=registry, redactor=redactor, lock=lock)
+    service = ReleaseService(settings, engine, store)
+    runtime = Runtime(settings=settings, store=store, engine=engine, reporter=reporter,
+                      service=service, chat=chat, redactor=redactor, lock=lock)
+    _wire_rollback(runtime)
+    return runtime
+
+
+def _wire_rollback(runtime: Runtime) -> None:
+    try:
+        rollback = import_module("bot.rollback")
+    except ModuleNotFoundError as exc:
+        if exc.name != "bot.rollback":
+            raise
+        return
+    rollback.wire(runtime)
+
+
+def build_bolt_app(settings: Settings, *, socket_mode: bool = False,
+                   runtime: Runtime | None = None) -> tuple[AsyncApp, Runtime]:
+    """The Bolt app with every listener registered, and its runtime."""
+    if settings.SLACK_BOT_TOKEN is None:
+        raise MissingSetting("SLACK_BOT_TOKEN")
+    if not socket_mode and settings.SLACK_SIGNING_SECRET is None:
+        raise MissingSetting("SLACK_SIGNING_SECRET")
+    client = make_web_client(settings)
+    if runtime is None:
+        runtime = build_runtime(settings, SlackChat(client))
+    app = AsyncApp(
+        client=client,
+        signing_secret=settings.secret("SLACK_SIGNING_SECRET") or None,
+        request_verification_enabled=not socket_mode,
+        process_before_response=False,
+    )
+    from handlers import register
+
+    register(app, runtime)
+    return app, runtime

@@ -1,0 +1,55 @@
+"""The `/release` slash command: parse and authorize, acknowledge, then work in the background.
+
+Acknowledgement happens before any network or disk work beyond parsing, well inside Slack's
+3 seconds; errors in the text or a refused user are answered in the acknowledgement itself,
+ephemerally. The rest runs after `ack()` (Bolt keeps running the listener).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+
+from bot.chat.blocks import Message
+from bot.commands import USAGE, ParseError, parse_command
+
+if TYPE_CHECKING:
+    from bot.app import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def ephemeral(respond: AsyncRespond) -> Any:
+    """A reply callable answering the requester alone through the response URL."""
+
+    async def reply(message: Message) -> None:
+        await respond(text=message.text, blocks=message.blocks or None,
+                      response_type="ephemeral", replace_original=False)
+
+    return reply
+
+
+def register(app: AsyncApp, runtime: Runtime) -> None:
+    """Register `/release`."""
+    service = runtime.service
+
+    @app.command("/release")
+    async def release_command(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond,
+                              ) -> None:
+        parsed = parse_command(command.get("text", ""))
+        user = command.get("user_id", "")
+        if isinstance(parsed, ParseError):
+            await ack(response_type="ephemeral", text=parsed.message)
+            return
+        if parsed.name == "help":
+            await ack(response_type="ephemeral", text=USAGE)
+            return
+        refusal = service.authorize(parsed, user)
+        if refusal:
+            await ack(response_type="ephemeral", text=refusal)
+            return
+        await ack()
+        await service.run(parsed, user=user, channel=command.get("channel_id", ""),
+                          reply=ephemeral(respond), trigger_id=command.get("trigger_id"))
