@@ -1,0 +1,260 @@
+"""The guide's section 3 beyond smoke and health, and the release log's monitoring links.
+
+- `playwright`: `npx playwright test <PLAYWRIGHT_SPECS> --reporter=json` in APP_WORKSPACE against
+  STAGING_URL, with Debian's Chromium; passed and failed tests, and the failures' error lines.
+- `redis`: "Redis metrics show the expected connection count" — `INFO` of STAGING_REDIS_URL.
+- `schema_current`: "Supabase reflects the latest schema" — every migration file of the release
+  is in staging's migration history (Supabase CLI with SUPABASE_DB_URL, else the Management API).
+- `monitoring_links`: the "Post-Deploy Monitoring Links" field from MONITORING_LINKS templates.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from pathlib import Path
+from typing import Any
+
+from bot.chat.blocks import table
+from bot.providers import redis_info
+from bot.providers.http import ProviderError
+from bot.providers.playwright import PlaywrightReport, parse_output, parse_report
+from bot.providers.shell import child_env, run_command
+from bot.providers.tools import resolve_tool
+from bot.runbook.model import Link, StepResult
+from bot.runbook.registry import StepContext, step
+
+# --- playwright --------------------------------------------------------------------------------
+
+
+def _playwright_details(report: PlaywrightReport) -> str:
+    lines: list[str] = []
+    if report.passed:
+        lines.append("*Passed*")
+        lines += [f"• {t.title}" + (" (flaky)" if t.status == "flaky" else "") for t in report.passed]
+    if report.failed:
+        lines.append("*Failed*")
+        for test in report.failed:
+            lines.append(f"• {test.title}")
+            if test.errors:
+                lines.append("```\n" + "\n".join(test.errors) + "\n```")
+    skipped = [t for t in report.tests if t.status == "skipped"]
+    if skipped:
+        lines.append("*Skipped*")
+        lines += [f"• {t.title}" for t in skipped]
+    if report.errors:
+        lines.append("*Errors outside the tests*")
+        lines.append("```\n" + "\n".join(report.errors) + "\n```")
+    return "\n".join(lines)
+
+
+@step(
+    "playwright",
+    title="Playwright against staging",
+    phase="validate",
+    requires=("APP_WORKSPACE", "STAGING_URL"),
+    tools=("npx",),
+    timeout=None,
+    describe="npx playwright test PLAYWRIGHT_SPECS --reporter=json in APP_WORKSPACE with "
+    "PLAYWRIGHT_BASE_URL=STAGING_URL and Debian's Chromium; lists passed and failed tests.",
+)
+async def playwright(ctx: StepContext) -> StepResult:
+    """Run the PWA spec (and any other configured specs) against staging."""
+    settings = ctx.settings
+    assert settings.APP_WORKSPACE and settings.STAGING_URL
+    npx = resolve_tool("npx", settings) or "npx"
+    specs = [str(s) for s in ctx.option("specs", settings.PLAYWRIGHT_SPECS)]
+    extra = {"PLAYWRIGHT_BASE_URL": settings.STAGING_URL}
+    chromium = settings.PLAYWRIGHT_CHROMIUM_PATH or resolve_tool("chromium", settings)
+    if chromium:
+        extra["PLAYWRIGHT_CHROMIUM_PATH"] = chromium
+    # With CI set, the app's webServer block refuses to reuse a running server.
+    env = child_env(extra, drop=("CI",))
+    timeout = settings.COMMAND_TIMEOUT_SECONDS
+    await ctx.progress(f"Running Playwright ({', '.join(specs) or 'all specs'}) against "
+                       f"{settings.STAGING_URL}…")
+    args = [npx, "playwright", "test", *specs, "--reporter=json"]
+    try:
+        result = await run_command(args, cwd=settings.APP_WORKSPACE, env=env, timeout=timeout,
+                                   redact=ctx.redact)
+    except OSError as exc:
+        return StepResult.fail(f"Could not start Playwright in {settings.APP_WORKSPACE}: "
+                               f"{exc.strerror or exc}")
+    if result.timed_out:
+        return StepResult.fail(f"Playwright did not finish within {timeout:g}s",
+                               output_tail=result.tail(30))
+    raw = parse_output(result.stdout)
+    if raw is None:
+        return StepResult.fail(f"Playwright exited {result.returncode} without a JSON report "
+                               "(configuration or install problem; see the output)",
+                               output_tail=result.tail(30))
+    report = parse_report(raw)
+    details = _playwright_details(report)
+    data: dict[str, Any] = {
+        "expected": report.expected,
+        "unexpected": report.unexpected,
+        "skipped": report.skipped,
+        "flaky": report.flaky,
+        "passed": [t.title for t in report.passed],
+        "failed": [t.title for t in report.failed],
+        "specs": specs,
+    }
+    ran = report.expected + report.unexpected + report.flaky
+    counts = f"{report.expected} passed, {report.unexpected} failed"
+    if report.flaky:
+        counts += f", {report.flaky} flaky"
+    if report.skipped:
+        counts += f", {report.skipped} skipped"
+    if report.unexpected:
+        first = report.failed[0] if report.failed else None
+        reason = f": {first.title} — {first.errors[0]}" if first and first.errors else ""
+        return StepResult.fail(f"Playwright: {report.unexpected} of {ran} tests failed{reason}",
+                               details=details, data=data, output_tail=result.tail(20))
+    if report.errors:
+        return StepResult.fail(f"Playwright reported an error outside the tests: {report.errors[0]}",
+                               details=details, data=data, output_tail=result.tail(20))
+    if ran == 0:
+        return StepResult.fail(f"No Playwright tests ran for {', '.join(specs) or 'the suite'} "
+                               f"({counts})", details=details, data=data,
+                               output_tail=result.tail(20))
+    if not result.ok:
+        return StepResult.fail(f"Playwright exited {result.returncode} although {counts}",
+                               details=details, data=data, output_tail=result.tail(20))
+    manual = f"Playwright {', '.join(specs)}: {counts}"
+    if report.flaky:
+        return StepResult.warn(f"Playwright: {counts} (flaky tests passed only on retry)",
+                               details=details, data=data, fields={"Manual Tests": manual})
+    return StepResult.ok(f"Playwright: {counts}", details=details, data=data,
+                         fields={"Manual Tests": manual})
+
+
+# --- redis -------------------------------------------------------------------------------------
+
+
+def _duration(seconds: int) -> str:
+    days, rest = divmod(max(seconds, 0), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m {secs}s"
+    return f"{secs}s"
+
+
+@step(
+    "redis",
+    title="Redis connection count",
+    phase="validate",
+    requires=("STAGING_REDIS_URL",),
+    timeout=120,
+    describe="INFO on STAGING_REDIS_URL: connected clients between STAGING_REDIS_MIN_CLIENTS and "
+    "STAGING_REDIS_MAX_CLIENTS; memory, uptime and version.",
+)
+async def redis(ctx: StepContext) -> StepResult:
+    """Check staging Redis has the expected number of connected clients."""
+    settings = ctx.settings
+    url = settings.secret("STAGING_REDIS_URL")
+    low, high = settings.STAGING_REDIS_MIN_CLIENTS, settings.STAGING_REDIS_MAX_CLIENTS
+    place = redis_info.where(url)
+    try:
+        stats = await redis_info.redis_stats(url, settings.HTTP_TIMEOUT_SECONDS)
+    except ProviderError as exc:
+        return StepResult.fail(f"Staging Redis is unreachable: {ctx.redact(str(exc))}")
+    details = table(["clients", "memory", "uptime", "version"],
+                    [[str(stats.connected_clients), stats.used_memory_human,
+                      _duration(stats.uptime_in_seconds), stats.redis_version]])
+    data = {
+        "connected_clients": stats.connected_clients,
+        "used_memory_human": stats.used_memory_human,
+        "uptime_in_seconds": stats.uptime_in_seconds,
+        "redis_version": stats.redis_version,
+        "min_clients": low,
+        "max_clients": high,
+    }
+    if not low <= stats.connected_clients <= high:
+        return StepResult.fail(f"Redis {place}: {stats.connected_clients} connected clients, "
+                               f"expected between {low} and {high}", details=details, data=data)
+    return StepResult.ok(f"Redis {place}: {stats.connected_clients} connected clients "
+                         f"(expected {low}–{high}), {stats.used_memory_human} used",
+                         details=details, data=data)
+
+
+# --- monitoring links --------------------------------------------------------------------------
+
+
+def _placeholders(template: str) -> list[str]:
+    try:
+        return [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError:
+        return ["(malformed braces)"]
+
+
+def _link_values(ctx: StepContext) -> dict[str, str]:
+    settings = ctx.settings
+    deploy = (ctx.release.data.get("steps") or {}).get("deploy") or {}
+    url = str(deploy.get("url") or "")
+    if url and not re.match(r"^https?://", url):
+        url = f"https://{url}"
+    values = {
+        "inspector_url": str(deploy.get("inspector_url") or ""),
+        "deployment_url": url,
+        "posthog_host": settings.POSTHOG_HOST or "",
+        "posthog_project_id": settings.POSTHOG_PROJECT_ID or "",
+        "staging_url": settings.STAGING_URL or "",
+        "release_id": str(ctx.release.id) if ctx.release.id is not None else "",
+        "sha": ctx.release.git_sha or str(deploy.get("sha") or ""),
+    }
+    return {name: value for name, value in values.items() if value}
+
+
+@step(
+    "monitoring_links",
+    title="Post-deploy monitoring links",
+    phase="report",
+    timeout=30,
+    describe="Fill 'Post-Deploy Monitoring Links' from MONITORING_LINKS templates with the "
+    "deployment, PostHog and staging URLs.",
+)
+async def monitoring_links(ctx: StepContext) -> StepResult:
+    """Build the release log's monitoring links from the templates."""
+    templates = [str(t) for t in ctx.option("links", ctx.settings.MONITORING_LINKS)]
+    values = _link_values(ctx)
+    links: list[Link] = []
+    notes: list[str] = []
+    for number, entry in enumerate(templates, start=1):
+        label, sep, template = entry.partition("|")
+        if not sep:
+            label, template = f"Link {number}", entry
+        label, template = label.strip(), template.strip()
+        missing = [name for name in _placeholders(template) if name not in values]
+        if missing:
+            notes.append(f"{label}: left out, no value for "
+                         + ", ".join("{" + name + "}" for name in missing))
+            continue
+        links.append(Link(label=label, url=template.format(**values)))
+    lines = [f"{link.label}: {link.url}" for link in links]
+    details = "\n".join([*(f"• <{link.url}|{link.label}>" for link in links),
+                         *(f"_{note}_" for note in notes)])
+    data = {"links": [link.model_dump() for link in links], "left_out": notes}
+    if not links:
+        why = "; ".join(notes) if notes else "MONITORING_LINKS is empty"
+        return StepResult.warn(f"No monitoring links could be built ({why})", details=details,
+                               data=data)
+    summary = f"{len(links)} monitoring link{'s' if len(links) != 1 else ''}"
+    if notes:
+        summary += f" ({len(notes)} left out)"
+    return StepResult.ok(summary, details=details, links=links, data=data,
+                         fields={"Post-Deploy Monitoring Links": "\n".join(lines)})
+
+
+def _migration_files(workspace: str) -> dict[str, str]:
+    """Version -> name of every `supabase/migrations/*.sql` in the workspace."""
+    out: dict[str, str] = {}
+    for path in sorted((Path(workspace) / "supabase" / "migrations").glob("*.sql")):
+        match = re.match(r"^(\d+)_(.*)$", path.stem)
+        if match:
+            out[match.group(1)] = match.group(2)
+    return out
