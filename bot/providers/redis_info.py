@@ -10,6 +10,7 @@ appears in a message (only `host:port` does).
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -46,20 +47,32 @@ def where(url: str) -> str:
     return f"{host}:{port}"
 
 
+def _chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and the exceptions it was raised from (redis-py wraps the socket error)."""
+    out: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in out:
+        out.append(current)
+        current = current.__cause__ or current.__context__
+    return out
+
+
 def _describe(exc: Exception, url: str, timeout: float) -> str:
     place = where(url)
-    if isinstance(exc, redis_errors.AuthenticationError | redis_errors.AuthorizationError):
+    chain = _chain(exc)
+    text = " ".join(str(item).lower() for item in chain)
+    if any(isinstance(e, redis_errors.AuthenticationError | redis_errors.AuthorizationError)
+           for e in chain) or "noauth" in text or "wrongpass" in text:
         return f"{place} rejected the credentials in the URL ({type(exc).__name__})"
-    if isinstance(exc, TimeoutError | redis_errors.TimeoutError):
+    if any(isinstance(e, ConnectionRefusedError) for e in chain) or "error 111 " in text:
+        return f"connection to {place} refused"
+    if any(isinstance(e, TimeoutError | redis_errors.TimeoutError) for e in chain) or (
+        "timeout" in text or "timed out" in text
+    ):
         return f"{place} did not answer within {timeout:g}s"
+    if any(isinstance(e, socket.gaierror) for e in chain) or "name or service not known" in text:
+        return f"cannot resolve the host of {place}"
     if isinstance(exc, redis_errors.ConnectionError | OSError):
-        text = str(exc).lower()
-        if "refused" in text:
-            return f"connection to {place} refused"
-        if "timeout" in text or "timed out" in text:
-            return f"{place} did not answer within {timeout:g}s"
-        if "name or service not known" in text or "nodename" in text or "resolve" in text:
-            return f"cannot resolve the host of {place}"
         return f"cannot connect to {place} ({type(exc).__name__})"
     if isinstance(exc, redis_errors.ResponseError):
         return f"{place} answered with an error: {str(exc)[:120]}"
