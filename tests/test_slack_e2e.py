@@ -1,0 +1,176 @@
+"""End to end through the real Bolt app over HTTP, with signed requests and the Slack emulator."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.chat.blocks import RETRY_ACTION
+from bot.runbook.model import ReleaseStatus
+from bot.sandbox.staging_app import StagingState
+from tests.slack_e2e import CHANNEL, SlackHarness
+
+RUNBOOK = """
+name: e2e
+phases:
+  - name: validate
+    concurrent: true
+    steps:
+      - name: smoke
+      - name: health
+      - name: coach_stream
+"""
+
+
+def staging_settings(url: str, state: StagingState, tmp_path: Path) -> dict[str, Any]:
+    runbook = tmp_path / "runbook.yml"
+    runbook.write_text(RUNBOOK)
+    return {
+        "STAGING_URL": url,
+        "STAGING_TEST_USER_EMAIL": state.test_user_email,
+        "STAGING_TEST_USER_PASSWORD": state.test_user_password,
+        "RUNBOOK_PATH": str(runbook),
+    }
+
+
+def texts(calls: list[dict[str, Any]]) -> list[str]:
+    return [str(c.get("text", "")) for c in calls]
+
+
+async def test_release_start_posts_parent_updates_and_one_reply_per_step(
+        tmp_path: Path, staging: tuple[str, StagingState]) -> None:
+    url, state = staging
+    async with SlackHarness(tmp_path, **staging_settings(url, state, tmp_path)) as slack:
+        started = time.monotonic()
+        response, key = await slack.command("start release/1.2.0")
+        assert response.status_code == 200
+        assert time.monotonic() - started < 3  # acknowledged within Slack's window
+        ack = await slack.wait_response(key)
+        assert "Release #1" in ack["text"] and ack["response_type"] == "ephemeral"
+        release = await slack.finished(1)
+        assert release.status == ReleaseStatus.SUCCEEDED, [s.result for s in release.steps]
+
+        parents = slack.parent_posts()
+        assert len(parents) == 1
+        parent = parents[0]
+        assert "release/1.2.0" in parent["text"] and "U0ALICE" in parent["text"]
+        assert json.loads(parent["blocks"]) if isinstance(parent["blocks"], str) else parent["blocks"]
+        ts = release.thread_ts
+        assert ts is not None
+        updates = slack.updates(ts)
+        assert updates, "the parent message was never updated"
+        assert "Succeeded in" in updates[-1]["text"]
+        replies = texts(slack.thread(ts))
+        step_replies = replies[:-1]
+        assert len(step_replies) == 3
+        for title in ("Smoke test", "Health endpoint", "AI coach"):
+            assert sum(title in r for r in step_replies) == 1, (title, step_replies)
+        assert "Succeeded in" in replies[-1]
+        assert slack.runtime.store.get_release(1).status == ReleaseStatus.SUCCEEDED
+
+
+async def test_bad_or_stale_signature_gets_401_and_starts_nothing(tmp_path: Path) -> None:
+    async with SlackHarness(tmp_path) as slack:
+        bad, _ = await slack.command("start main", secret="not-the-signing-secret")
+        stale, _ = await slack.command("start main", timestamp=int(time.time()) - 60 * 10)
+        assert bad.status_code == 401
+        assert stale.status_code == 401
+        assert slack.state.calls_to("chat.postMessage") == []
+        assert slack.runtime.store.list_releases() == []
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("deploy main", "Unknown subcommand `deploy`"),
+    ("start main --force", "Unknown option `--force`"),
+    ("start 'unbalanced", "could not read"),
+    ("start ../etc", "not a valid branch"),
+])
+async def test_bad_command_text_gets_usage_ephemerally(tmp_path: Path, text: str, expected: str) -> None:
+    async with SlackHarness(tmp_path) as slack:
+        response, _ = await slack.command(text)
+        assert response.status_code == 200
+        body = response.json()
+        assert body["response_type"] == "ephemeral"
+        assert expected in body["text"] and "/release start" in body["text"]
+        assert slack.runtime.store.list_releases() == []
+
+
+async def test_help_and_bare_command_show_usage(tmp_path: Path) -> None:
+    async with SlackHarness(tmp_path) as slack:
+        for text in ("", "help"):
+            response, _ = await slack.command(text)
+            assert "/release start" in response.json()["text"]
+
+
+async def test_dry_run_answers_with_the_plan_and_writes_nothing(
+        tmp_path: Path, staging: tuple[str, StagingState]) -> None:
+    url, state = staging
+    async with SlackHarness(tmp_path, **staging_settings(url, state, tmp_path)) as slack:
+        _, key = await slack.command("start v1.2.0 --dry-run")
+        plan = await slack.wait_response(key)
+        assert plan["response_type"] == "ephemeral"
+        assert "Dry run" in plan["text"] and "Smoke test" in plan["text"]
+        assert slack.runtime.store.list_releases() == []
+        assert slack.state.calls_to("chat.postMessage") == []
+
+
+async def test_unauthorized_user_is_refused_and_nothing_starts(tmp_path: Path) -> None:
+    async with SlackHarness(tmp_path, RELEASE_OPERATORS="U0BOSS") as slack:
+        response, _ = await slack.command("start main", user="U0MALLORY")
+        body = response.json()
+        assert "not a release operator" in body["text"] and body["response_type"] == "ephemeral"
+        assert slack.runtime.store.list_releases() == []
+
+
+async def test_failure_offers_retry_which_reopens_the_same_release(
+        tmp_path: Path, staging: tuple[str, StagingState]) -> None:
+    url, state = staging
+    state.dashboard_status = 500
+    async with SlackHarness(tmp_path, **staging_settings(url, state, tmp_path)) as slack:
+        await slack.command("start main")
+        failed = await slack.finished(1)
+        assert failed.status == ReleaseStatus.FAILED
+        assert failed.step("smoke").result.summary.endswith("answered 500")
+        final = slack.updates(failed.thread_ts)[-1]
+        blocks = final["blocks"] if isinstance(final["blocks"], list) else json.loads(final["blocks"])
+        buttons = [e for b in blocks if b["type"] == "actions" for e in b["elements"]]
+        assert [b["action_id"] for b in buttons] == [RETRY_ACTION]
+        assert "Failed at Smoke test" in final["text"]
+
+        state.dashboard_status = 200
+        response, _ = await slack.press(RETRY_ACTION, "1", message_ts=failed.thread_ts)
+        assert response.status_code == 200
+        retried = await slack.wait_for(
+            lambda: (r := slack.runtime.store.get_release(1)) and r.status == ReleaseStatus.SUCCEEDED
+            and r, what="the retried release to succeed")
+        await slack.finished(1)
+        assert retried.status == ReleaseStatus.SUCCEEDED
+        assert retried.step("smoke").state.value == "ok"
+        assert len(slack.runtime.store.list_releases()) == 1
+
+
+async def test_status_shows_the_last_release(tmp_path: Path, staging: tuple[str, StagingState]) -> None:
+    url, state = staging
+    async with SlackHarness(tmp_path, **staging_settings(url, state, tmp_path)) as slack:
+        _, key = await slack.command("status")
+        assert "No release" in (await slack.wait_response(key))["text"]
+        await slack.command("start main")
+        await slack.finished(1)
+        _, key = await slack.command("status")
+        status = await slack.wait_response(key)
+        assert "Release #1 of main" in status["text"] and "Succeeded" in status["text"]
+
+
+async def test_channel_of_the_command_is_used_unless_release_channel_is_set(
+        tmp_path: Path, staging: tuple[str, StagingState]) -> None:
+    url, state = staging
+    settings = staging_settings(url, state, tmp_path) | {"RELEASE_CHANNEL": "C0DEPLOYS"}
+    async with SlackHarness(tmp_path, **settings) as slack:
+        await slack.command("start main", channel=CHANNEL)
+        release = await slack.finished(1)
+        assert release.channel == "C0DEPLOYS"
+        assert slack.parent_posts("C0DEPLOYS") and not slack.parent_posts(CHANNEL)
