@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -77,6 +78,8 @@ async def test_fresh_events_pass_with_table_and_data(ph: PostHog) -> None:
     query = ph.state.queries[-1]
     assert "GROUP BY event" in query and "'i_request_failed'" in query
     assert_no_secret(result, ph.state.personal_api_key)
+    body = json.loads(ph.app[CALLS_KEY][-1]["body"])
+    assert body["refresh"] == "force_blocking" and body["query"]["kind"] == "HogQLQuery"
 
 
 async def test_stale_event_fails_and_is_named(ph: PostHog) -> None:

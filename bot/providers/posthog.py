@@ -33,16 +33,20 @@ class EventCount:
 
 
 async def hogql(
-    client: httpx.AsyncClient, project_id: str, query: str
+    client: httpx.AsyncClient, project_id: str, query: str, *, refresh: str = "force_blocking"
 ) -> tuple[list[str], list[list[Any]]]:
-    """Run a HogQL query; return (columns, rows) or raise ProviderError."""
+    """Run a HogQL query; return (columns, rows) or raise ProviderError.
+
+    `refresh="force_blocking"` makes PostHog compute fresh results instead of answering from its
+    query cache, which a freshness check or a poll must not see.
+    """
     response = await send(
         client,
         "POST",
         f"/api/projects/{project_id}/query/",
         provider=PROVIDER,
         auth_hint=AUTH_HINT,
-        json={"query": {"kind": "HogQLQuery", "query": query}},
+        json={"query": {"kind": "HogQLQuery", "query": query}, "refresh": refresh},
     )
     body = json_body(response, PROVIDER)
     if not isinstance(body, dict):
