@@ -202,3 +202,19 @@ async def test_missing_workdir_and_missing_binary(tmp_path: Path) -> None:
         await SupabaseCli(binary="/bin/true").list_migrations(tmp_path / "nope", "postgresql://x")
     with pytest.raises(SupabaseCliError, match="Supabase CLI not found"):
         await SupabaseCli(binary=tmp_path / "no-cli").list_migrations(tmp_path, "postgresql://x")
+
+
+async def test_push_timeout_reports_what_was_applied(
+    tmp_path: Path, db: tuple[PostgresServer, str, str], supabase_cli: Path
+) -> None:
+    server, name, url = db
+    write_migration(tmp_path, V1, "notes", "create table notes (id int);")
+    slow = write_migration(tmp_path, V2, "slow", "create table slow (id int);\nselect pg_sleep(120);")
+    cli = SupabaseCli(binary=supabase_cli, timeout=10)
+    with pytest.raises(MigrationPushError) as caught:
+        await cli.push(tmp_path, db_url=url)
+    error = caught.value
+    assert error.timed_out
+    assert error.failed == slow
+    assert error.applied == [V1]
+    assert history(server, name) == [V1]

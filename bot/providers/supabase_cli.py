@@ -81,8 +81,10 @@ class SupabaseCliError(Exception):
         returncode: int | None = None,
         stdout: str = "",
         stderr: str = "",
+        timed_out: bool = False,
     ) -> None:
         self.message = message.strip()
+        self.timed_out = timed_out
         self.code = code
         self.suggestion = suggestion.strip() if suggestion else None
         self.returncode = returncode
@@ -126,6 +128,7 @@ class MigrationPushError(SupabaseCliError):
             returncode=result.returncode,
             stdout=result.stdout,
             stderr=result.stderr,
+            timed_out=result.timed_out,
         )
 
     @property
@@ -175,6 +178,7 @@ class PushResult:
     stdout: str = ""
     stderr: str = ""
     returncode: int = 0
+    timed_out: bool = False
 
 
 @dataclass
@@ -232,8 +236,10 @@ class SupabaseCli:
     ) -> list[MigrationRow]:
         """Local and remote migrations, in version order."""
         data = await self._json(["migration", "list"], workdir, db_url, project_ref)
+        if not isinstance(data.get("migrations"), list):
+            raise SupabaseCliError(f"unexpected output from supabase migration list: {data!r:.300}")
         rows = []
-        for item in data.get("migrations") or []:
+        for item in data["migrations"]:
             rows.append(
                 MigrationRow(
                     local=item.get("local") or None,
@@ -253,16 +259,21 @@ class SupabaseCli:
         include_all: bool = False,
     ) -> PushResult:
         """Apply pending migrations; raises MigrationPushError, MigrationOrderError, ..."""
-        before: set[str] = set()
+        before: list[MigrationRow] = []
         if not dry_run:
-            rows = await self.list_migrations(workdir, db_url, project_ref)
-            before = {row.version for row in rows if row.applied}
+            before = await self.list_migrations(workdir, db_url, project_ref)
         argv = ["db", "push"]
         if dry_run:
             argv.append("--dry-run")
         if include_all:
             argv.append("--include-all")
-        result, data, error = await self._call(argv, workdir, db_url, project_ref)
+        try:
+            result, data, error = await self._call(argv, workdir, db_url, project_ref)
+        except SupabaseCliError as exc:
+            if not exc.timed_out or dry_run:
+                raise
+            killed = CommandResult(argv, -1, exc.stdout, exc.stderr, timed_out=True)
+            raise await self._push_failure(exc, killed, workdir, db_url, project_ref, before) from exc
         if error is None:
             files = [str(name) for name in data.get("migrations") or []]
             return PushResult(
@@ -330,15 +341,23 @@ class SupabaseCli:
         workdir: str | Path,
         db_url: str | None,
         project_ref: str | None,
-        before: set[str],
+        before: list[MigrationRow],
     ) -> MigrationPushError:
         attempted = _APPLYING.findall(result.stderr)
+        # The last migration the CLI started is the one that failed (or was cut off by a timeout).
         failed_file = attempted[-1] if attempted else None
+        was_applied = {row.version for row in before if row.applied}
         try:
             rows = await self.list_migrations(workdir, db_url, project_ref)
-            applied = sorted(row.version for row in rows if row.applied and row.version not in before)
+            now_applied = {row.version for row in rows if row.applied}
+            applied = sorted(now_applied - was_applied)
         except SupabaseCliError:
-            applied = _versions(attempted[:-1])
+            now_applied, applied = set(), _versions(attempted[:-1])
+        if failed_file is None and now_applied:
+            # No progress lines (a timeout loses them): the CLI applies in version order, so the
+            # first pending migration still missing from the history is the one that was running.
+            pending = [row.version for row in before if row.pending and row.version not in now_applied]
+            failed_file = _migration_file(workdir, pending[0]) if pending else None
         message = f"migration {failed_file} failed: {error.message}" if failed_file else error.message
         push_result = PushResult(
             applied=applied,
@@ -346,6 +365,7 @@ class SupabaseCli:
             stdout=result.stdout,
             stderr=result.stderr,
             returncode=result.returncode,
+            timed_out=result.timed_out,
         )
         return MigrationPushError(
             message,
@@ -391,7 +411,7 @@ class SupabaseCli:
         return ["--linked"], None
 
     def _common(self, workdir: str | Path) -> list[str]:
-        path = Path(workdir)
+        path = Path(workdir).resolve()
         if not path.is_dir():
             raise SupabaseCliError(f"workdir {path} does not exist")
         return ["--workdir", str(path), "--yes", "--agent", "no", "--output-format", "json"]
@@ -422,6 +442,7 @@ class SupabaseCli:
                 f"supabase {' '.join(args[:2])} timed out after {self.timeout:g}s",
                 stdout=result.stdout,
                 stderr=result.stderr,
+                timed_out=True,
             )
         return result
 
@@ -462,6 +483,11 @@ def _retype(error: SupabaseCliError, kind: type[SupabaseCliError]) -> SupabaseCl
 def _versions(files: list[str]) -> list[str]:
     found = (_VERSION.match(Path(name).name) for name in files)
     return [match.group(1) for match in found if match]
+
+
+def _migration_file(workdir: str | Path, version: str) -> str:
+    found = sorted((Path(workdir) / "supabase" / "migrations").glob(f"{version}_*.sql"))
+    return found[0].name if found else version
 
 
 def _parse_time(value: Any) -> datetime | None:
