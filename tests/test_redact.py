@@ -1,0 +1,44 @@
+"""The redactor masks secret values and token shapes everywhere."""
+
+from __future__ import annotations
+
+from bot.redact import MASK, Redactor
+from tests.helpers import make_settings
+
+
+def test_token_shapes_are_masked() -> None:
+    redact = Redactor()
+    samples = [
+        "xoxb-123456789012-abcdefghijkl",
+        "xapp-1-A0123-4567-abcdef",
+        "sk-proj-abcdefghijklmnopqrstuv",
+        "phx_abcdefghijklmnopqrstuvwxyz0123",
+        "sbp_0123456789abcdef0123456789abcdef",
+        "ghp_abcdefghijklmnopqrstuvwxyz0123",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.abcdefghijklmnopq",
+    ]
+    for token in samples:
+        out = redact(f"before {token} after")
+        assert token not in out and MASK in out, token
+        assert out.startswith("before ") and out.endswith(" after")
+
+
+def test_passwords_inside_urls_and_bearer_headers() -> None:
+    redact = Redactor()
+    assert redact("postgresql://postgres:hunter22@db:5432/x") == f"postgresql://postgres:{MASK}@db:5432/x"
+    assert redact("redis://:s3cret@cache:6379/0") == f"redis://:{MASK}@cache:6379/0"
+    assert redact("Authorization: Bearer abc.def-ghi_jkl") == f"Authorization: Bearer {MASK}"
+    assert redact("https://example.com/path") == "https://example.com/path"
+
+
+def test_secret_setting_values_are_masked_even_without_a_known_shape() -> None:
+    settings = make_settings(VERCEL_TOKEN="plain-vercel-token-value", STAGING_TEST_USER_PASSWORD="correct horse")
+    redact = Redactor(settings.secret_values())
+    out = redact("token plain-vercel-token-value and password correct horse")
+    assert "plain-vercel-token-value" not in out and "correct horse" not in out
+
+
+def test_nested_data_is_redacted() -> None:
+    redact = Redactor(["supersecret"])
+    data = {"a": ["x supersecret", {"b": "xoxp-1234567890-abcdef"}], "n": 3}
+    assert redact.data(data) == {"a": [f"x {MASK}", {"b": MASK}], "n": 3}

@@ -1,0 +1,103 @@
+"""The release log: round trip, template fields, decisions, migrations on an existing file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlite_utils
+
+from bot.runbook.model import (
+    TEMPLATE_FIELDS,
+    Decision,
+    Gate,
+    GateAction,
+    Link,
+    Release,
+    ReleaseStatus,
+    StepRecord,
+    StepResult,
+    StepState,
+)
+from bot.store import Store
+
+
+def sample() -> Release:
+    release = Release(environment="staging", ref="release/1.2.0", started_by="U1", channel="C1")
+    release.steps = [
+        StepRecord(name="tests", title="Tests", phase="prepare", position=0),
+        StepRecord(name="health", title="Health", phase="validate", position=1),
+    ]
+    return release
+
+
+def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
+    store = Store(tmp_path / "log.db")
+    release = store.create_release(sample())
+    assert release.id == 1
+    release.git_sha = "abc123"
+    release.status = ReleaseStatus.SUCCEEDED
+    release.fields.update({name: f"value of {name}" for name in TEMPLATE_FIELDS if name != "Git SHA"})
+    release.data["steps"] = {"tests": {"tested_sha": "abc123"}}
+    record = release.step("health")
+    record.state = StepState.WARN
+    record.result = StepResult.warn("degraded", details="```table```",
+                                    links=[Link(label="health", url="https://x/api/health")],
+                                    data={"status": "degraded"})
+    record.gate = Gate(key="k", prompt="?", actions=[GateAction(id="a", label="A")])
+    store.save(release, record)
+
+    loaded = Store(tmp_path / "log.db").get_release(1)
+    assert loaded is not None
+    assert loaded.git_sha == "abc123" and loaded.status == ReleaseStatus.SUCCEEDED
+    for name in TEMPLATE_FIELDS:
+        expected = "abc123" if name == "Git SHA" else f"value of {name}"
+        assert loaded.fields[name] == expected
+    health = loaded.step("health")
+    assert health.state == StepState.WARN and health.result is not None
+    assert health.result.links[0].url == "https://x/api/health"
+    assert health.result.data == {"status": "degraded"}
+    assert health.gate is not None and health.gate.actions[0].label == "A"
+    assert loaded.data["steps"]["tests"]["tested_sha"] == "abc123"
+    assert [s.name for s in loaded.steps] == ["tests", "health"]
+
+
+def test_one_active_release_per_environment(store: Store) -> None:
+    first = sample()
+    assert store.create_release_if_free(first) is None
+    blocked = store.create_release_if_free(sample())
+    assert blocked is not None and blocked.id == first.id
+    first.status = ReleaseStatus.FAILED
+    store.save_release(first)
+    assert store.create_release_if_free(sample()) is None
+    assert [r.id for r in store.list_releases()] == [2, 1]  # newest first
+
+
+def test_a_gate_is_decided_once(store: Store) -> None:
+    release = store.create_release(sample())
+    rid = release.id or 0
+    assert store.record_decision(rid, "tests", "k", Decision(action="apply", user="U1"))
+    assert not store.record_decision(rid, "tests", "k", Decision(action="skip", user="U2"))
+    decision = store.get_decision(rid, "tests", "k")
+    assert decision is not None and (decision.action, decision.user) == ("apply", "U1")
+
+
+def test_schema_is_created_by_migrations_and_reapplying_is_harmless(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    Store(path)
+    Store(path)
+    db = sqlite_utils.Database(path)
+    assert {"releases", "steps", "decisions"} <= set(db.table_names())
+    columns = {c.name for c in db.table("releases").columns}
+    assert {"release_date", "git_sha", "migrations_applied", "feature_highlights", "manual_tests",
+            "monitoring_links", "rollback_trigger"} <= columns
+
+
+def test_last_successful_before(store: Store) -> None:
+    for status in (ReleaseStatus.SUCCEEDED, ReleaseStatus.FAILED, ReleaseStatus.SUCCEEDED,
+                   ReleaseStatus.FAILED):
+        release = sample()
+        release.status = status
+        store.create_release(release)
+    found = store.last_successful_before("staging", 4)
+    assert found is not None and found.id == 3
+    assert store.last_successful_before("staging", 1) is None
