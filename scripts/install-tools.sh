@@ -112,7 +112,10 @@ supabase_bin="${TOOLS_DIR}/node_modules/.bin/supabase"
 playwright_bin="${TOOLS_DIR}/node_modules/.bin/playwright"
 [[ -x "${supabase_bin}" ]] || die "supabase CLI missing at ${supabase_bin} after npm install"
 [[ -x "${playwright_bin}" ]] || die "playwright missing at ${playwright_bin} after npm install"
-supabase_version="$("${supabase_bin}" --version 2>/dev/null | tail -n 1)" \
-    || die "${supabase_bin} does not run (its postinstall may have failed to fetch the binary)"
+if ! supabase_out="$("${supabase_bin}" --version 2>&1)"; then
+    die "${supabase_bin} --version failed (it needs a writable HOME for ~/.supabase):
+$(printf '%s\n' "${supabase_out}" | grep -m 2 '^error:' || printf '%s\n' "${supabase_out}" | tail -n 5)"
+fi
+supabase_version="$(printf '%s\n' "${supabase_out}" | tail -n 1)"
 say "supabase" "${npm_state} (${supabase_version} at ${supabase_bin})"
 say "playwright" "${npm_state} ($(installed_version @playwright/test) at ${playwright_bin})"
