@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from bot.providers import supabase_api
+from bot.providers.http import ProviderError
 from bot.runbook.model import Outcome, Release
 from bot.sandbox.server import CALLS_KEY, FAULTS_KEY, serve
-from bot.sandbox.supabase_api import SupabaseState, create_supabase_app
+from bot.sandbox.supabase_api import Backup, Migration, SupabaseState, create_supabase_app
 from bot.sandbox.vercel import ERROR, BuildScript, VercelState, create_vercel_app
 from tests.helpers import StepHarness, make_settings
 
@@ -210,3 +212,36 @@ async def test_vercel_timeout_fails_clearly(env: Env) -> None:
     result = await StepHarness(env.settings(HTTP_TIMEOUT_SECONDS=0.2), env.deployed()).run("build_logs")
     assert result.outcome == Outcome.FAIL
     assert "timed out" in result.summary
+
+
+# --- Supabase Management API functions the rollback reuses ----------------------------------------
+
+
+async def test_migrations_backups_and_pitr_restore(env: Env) -> None:
+    env.supabase.migrations = [Migration("20240101000000", "init"), Migration("20240301000000", "cards")]
+    env.supabase.backups = [Backup(1, "2024-04-30T00:00:00Z"), Backup(2, "2024-05-01T00:00:00Z")]
+    env.supabase.earliest_backup_unix, env.supabase.latest_backup_unix = 1_714_000_000, 1_714_600_000
+    async with supabase_api.supabase_client(env.with_supabase()) as client:
+        assert await supabase_api.list_applied_migrations(client, REF) == ["20240101000000", "20240301000000"]
+        backups = await supabase_api.list_backups(client, REF)
+        assert backups.pitr_enabled and backups.walg_enabled and backups.region == "us-east-1"
+        assert [b.id for b in backups.backups] == [1, 2]
+        assert backups.backups[0].status == "COMPLETED" and backups.backups[0].is_physical_backup
+        assert (backups.earliest_unix, backups.latest_unix) == (1_714_000_000, 1_714_600_000)
+        await supabase_api.restore_pitr(client, REF, 1_714_500_000)
+        assert env.supabase.restores[-1]["recovery_time_target_unix"] == 1_714_500_000
+        health = await supabase_api.project_health(client, REF, ("db", "rest"))
+        assert [(h.name, h.healthy, h.status) for h in health] == [
+            ("db", False, "COMING_UP"), ("rest", False, "COMING_UP")]
+        assert health[0].error == "db is coming up"
+        with pytest.raises(ProviderError, match="must be between"):
+            await supabase_api.restore_pitr(client, REF, 1)
+
+
+async def test_management_api_wrong_project_and_malformed_answers(env: Env) -> None:
+    async with supabase_api.supabase_client(env.with_supabase()) as client:
+        with pytest.raises(ProviderError, match="403"):
+            await supabase_api.list_backups(client, "zzzzzzzzzzzzzzzzzzzz")
+        env.supabase_app[FAULTS_KEY].add(r"/database/migrations$", 200, body="nope")
+        with pytest.raises(ProviderError, match="malformed JSON"):
+            await supabase_api.list_applied_migrations(client, REF)

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from bot.providers import vercel
+from bot.providers.http import ProviderError
 from bot.runbook.model import Outcome, Release
 from bot.sandbox.server import CALLS_KEY, FAULTS_KEY, serve
 from bot.sandbox.vercel import (
@@ -263,3 +265,63 @@ async def test_api_timeouts_fail_clearly(vc: Vercel) -> None:
     assert result.outcome == Outcome.FAIL
     assert "timed out" in result.summary
     assert vc.creates() == 0
+
+
+# --- provider functions the rollback reuses -------------------------------------------------------
+
+
+class Tick:
+    """A clock that moves one second per read, so deployments have distinct creation times."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        self.now += 1
+        return self.now
+
+
+async def test_previous_ready_deployment_alias_and_rollback(vc: Vercel) -> None:
+    vc.state.clock = Tick()
+    project = vc.state.projects["prj_pocket"]
+    custom = project.custom_environments[0]
+    older = vc.state.finish(vc.state.create_deployment(project, sha="a" * 40, ref="staging",
+                                                       custom_environment=custom))
+    failed = vc.state.create_deployment(project, sha="b" * 40, ref="staging", custom_environment=custom)
+    failed.script = BuildScript(outcome=ERROR)
+    vc.state.finish(failed)
+    preview = vc.state.finish(vc.state.create_deployment(project, sha="c" * 40, ref="feature"))
+    current = vc.state.finish(vc.state.create_deployment(project, sha="d" * 40, ref="staging",
+                                                         custom_environment=custom))
+    prod = vc.state.finish(vc.state.create_deployment(project, sha="e" * 40, ref="production",
+                                                      target="production"))
+    async with vercel.vercel_client(vc.settings()) as client:
+        previous = await vercel.previous_ready_deployment(client, "prj_pocket", "staging", current.id)
+        assert previous is not None and vercel.deployment_id(previous) == older.id
+        as_preview = await vercel.previous_ready_deployment(client, "prj_pocket", "preview", current.id)
+        assert as_preview is not None and vercel.deployment_id(as_preview) == preview.id
+        assert await vercel.previous_ready_deployment(client, "prj_pocket", "staging", older.id) is None
+
+        assert vc.state.aliases["staging.example.test"] == current.id
+        moved = await vercel.assign_alias(client, older.id, "staging.example.test")
+        assert moved["alias"] == "staging.example.test" and moved["oldDeploymentId"] == current.id
+        assert vc.state.aliases["staging.example.test"] == older.id
+        again = await vercel.assign_alias(client, older.id, "staging.example.test")
+        assert again == {"alias": "staging.example.test", "unchanged": True}
+
+        await vercel.rollback_production(client, "prj_pocket", prod.id, "release #3 rolled back")
+        assert vc.state.promotions[-1]["kind"] == "rollback"
+        assert vc.state.promotions[-1]["description"] == "release #3 rolled back"
+        with pytest.raises(ProviderError, match="Only production deployments"):
+            await vercel.rollback_production(client, "prj_pocket", older.id, "nope")
+    assert all(c["query"].get("teamId") == "team_1" for c in vc.app[CALLS_KEY])
+
+
+async def test_assign_alias_to_a_failed_deployment_raises_clearly(vc: Vercel) -> None:
+    project = vc.state.projects["prj_pocket"]
+    failed = vc.state.create_deployment(project, sha="b" * 40, ref="staging")
+    failed.script = BuildScript(outcome=ERROR)
+    vc.state.finish(failed)
+    async with vercel.vercel_client(vc.settings()) as client:
+        with pytest.raises(ProviderError, match="not READY"):
+            await vercel.assign_alias(client, failed.id, "staging.example.test")
