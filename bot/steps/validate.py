@@ -20,6 +20,8 @@ from bot.providers import redis_info
 from bot.providers.http import ProviderError
 from bot.providers.playwright import PlaywrightReport, parse_output, parse_report
 from bot.providers.shell import child_env, run_command
+from bot.providers.supabase_api import list_applied_migrations, supabase_client
+from bot.providers.supabase_cli import SupabaseCli, SupabaseCliError
 from bot.providers.tools import resolve_tool
 from bot.runbook.model import Link, StepResult
 from bot.runbook.registry import StepContext, step
@@ -250,6 +252,9 @@ async def monitoring_links(ctx: StepContext) -> StepResult:
                          fields={"Post-Deploy Monitoring Links": "\n".join(lines)})
 
 
+# --- schema ----------------------------------------------------------------------------------
+
+
 def _migration_files(workspace: str) -> dict[str, str]:
     """Version -> name of every `supabase/migrations/*.sql` in the workspace."""
     out: dict[str, str] = {}
@@ -258,3 +263,80 @@ def _migration_files(workspace: str) -> dict[str, str]:
         if match:
             out[match.group(1)] = match.group(2)
     return out
+
+
+async def _remote_versions(ctx: StepContext) -> tuple[list[str], str]:
+    """Versions in staging's migration history, and where they were read from."""
+    settings = ctx.settings
+    assert settings.APP_WORKSPACE
+    if settings.SUPABASE_DB_URL:
+        cli = SupabaseCli(binary=resolve_tool("supabase", settings),
+                          timeout=settings.COMMAND_TIMEOUT_SECONDS)
+        rows = await cli.list_migrations(settings.APP_WORKSPACE,
+                                         db_url=settings.secret("SUPABASE_DB_URL"))
+        return [row.remote for row in rows if row.remote], "Supabase CLI (SUPABASE_DB_URL)"
+    assert settings.SUPABASE_PROJECT_REF
+    async with supabase_client(settings) as client:
+        versions = await list_applied_migrations(client, settings.SUPABASE_PROJECT_REF)
+    return versions, f"Management API (project {settings.SUPABASE_PROJECT_REF})"
+
+
+def _names(versions: list[str], local: dict[str, str]) -> str:
+    return ", ".join(f"{v}_{local[v]}" if local.get(v) else v for v in versions)
+
+
+@step(
+    "schema_current",
+    title="Staging schema is current",
+    phase="validate",
+    requires=("APP_WORKSPACE",),
+    requires_any=(("SUPABASE_DB_URL",), ("SUPABASE_PROJECT_REF", "SUPABASE_ACCESS_TOKEN")),
+    timeout=300,
+    describe="Every supabase/migrations/*.sql of the release is in staging's migration history "
+    "(Supabase CLI `migration list` with SUPABASE_DB_URL, else the Management API).",
+)
+async def schema_current(ctx: StepContext) -> StepResult:
+    """Check staging's migration history holds every migration file of the release."""
+    workspace = ctx.settings.APP_WORKSPACE
+    assert workspace
+    local = _migration_files(workspace)
+    await ctx.progress("Reading staging's migration history…")
+    try:
+        remote, source = await _remote_versions(ctx)
+    except SupabaseCliError as exc:
+        return StepResult.fail(
+            "The Supabase CLI could not list staging's migrations: "
+            + ctx.redact(exc.message.splitlines()[0] if exc.message else "no output"),
+            output_tail=ctx.redact("\n".join(str(exc).splitlines()[:10])),
+        )
+    except ProviderError as exc:
+        return StepResult.fail(f"Could not read staging's migration history: {ctx.redact(str(exc))}")
+    applied = set(remote)
+    missing = [v for v in local if v not in applied]
+    remote_only = sorted(v for v in applied if v not in local)
+    rows = [[v, name, "yes" if v in applied else "NO"] for v, name in local.items()]
+    rows += [[v, "—", "remote only"] for v in remote_only]
+    rows.sort(key=lambda row: row[0])
+    details = (table(["version", "name", "applied"], rows) if rows else "") + f"\n_Source: {source}_"
+    data = {
+        "source": source,
+        "local": list(local),
+        "applied": sorted(applied),
+        "missing": missing,
+        "remote_only": remote_only,
+    }
+    if missing:
+        return StepResult.fail(
+            f"{len(missing)} of {len(local)} migrations not applied on staging: "
+            + _names(missing, local),
+            details=details, data=data)
+    if not local:
+        return StepResult.warn(f"No migration files under {workspace}/supabase/migrations",
+                               details=details, data=data)
+    newest = max(local)
+    summary = f"All {len(local)} migrations are applied on staging (newest {_names([newest], local)})"
+    if remote_only:
+        return StepResult.warn(
+            summary + f"; staging also has {len(remote_only)} not in the release: "
+            + ", ".join(remote_only), details=details, data=data)
+    return StepResult.ok(summary, details=details, data=data)
