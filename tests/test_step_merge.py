@@ -179,3 +179,12 @@ async def test_highlight_lookup_errors_do_not_block_the_merge(gh: GitHub) -> Non
     assert result.outcome == Outcome.OK
     assert "Highlights unavailable" in result.details
     assert result.fields["Feature Highlights"] == "• Also: new onboarding copy"
+
+
+async def test_releasing_the_staging_branch_itself_needs_no_merge(gh: GitHub) -> None:
+    gh.state.add_commit("main", "Fix login redirect", pr_title="Login redirect fix", pr_number=20)
+    result = await StepHarness(gh.settings(), release("main", previous_sha=gh.released_sha)).run("merge")
+    assert result.outcome == Outcome.OK, result.summary
+    assert result.data["status"] == "noop" and result.data["sha"] == gh.state.head("main")
+    assert gh.merge_posts() == 0
+    assert result.fields["Feature Highlights"] == "• Login redirect fix (#20)\n• Also: new onboarding copy"

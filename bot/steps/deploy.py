@@ -100,7 +100,10 @@ async def run_merge(ctx: StepContext) -> StepResult:
                     return StepResult.fail(f"Could not read {repo} on GitHub: {exc}")
                 notes.append(f"Highlights unavailable: {exc}")
         try:
-            outcome = await github.merge(client, repo, base, head, message)
+            if head == base:  # releasing the staging branch itself: nothing to merge
+                outcome = github.MergeOutcome("noop")
+            else:
+                outcome = await github.merge(client, repo, base, head, message)
             compare_url = _compare_web_url(
                 repo, base, head, comparison.html_url if comparison else None
             )
