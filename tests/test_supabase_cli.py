@@ -218,3 +218,14 @@ async def test_push_timeout_reports_what_was_applied(
     assert error.failed == slow
     assert error.applied == [V1]
     assert history(server, name) == [V1]
+
+
+async def test_runs_without_a_writable_home(
+    tmp_path: Path, db: tuple[PostgresServer, str, str], cli: SupabaseCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, _, url = db
+    monkeypatch.setenv("HOME", str(tmp_path / "no-such-home"))
+    write_migration(tmp_path, V1, "notes", "create table notes (id int);")
+    rows = await cli.list_migrations(tmp_path, db_url=url)
+    assert [row.version for row in rows] == [V1]
+    assert not (tmp_path / "no-such-home").exists()

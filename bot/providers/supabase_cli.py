@@ -23,7 +23,8 @@ Targets: `db_url` wins. Its password is taken out of the URL and handed to the C
 `?sslmode=disable`. A `project_ref` is used by linking the workdir once
 (`supabase link --project-ref REF`, which needs `SUPABASE_ACCESS_TOKEN` and `SUPABASE_DB_PASSWORD`;
 pass them as `SupabaseCli(access_token=..., db_password=...)`) and then `--linked`. With neither,
-the workdir's existing link is used. Telemetry and the update check are turned off
+the workdir's existing link is used. The CLI needs a writable HOME (it creates `~/.supabase`);
+without one a private temporary HOME is used. Telemetry and the update check are turned off
 (`DO_NOT_TRACK`, `SUPABASE_TELEMETRY_DISABLED`, `SUPABASE_NO_UPDATE_NOTIFIER`).
 """
 
@@ -32,6 +33,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -418,6 +420,7 @@ class SupabaseCli:
 
     def _env(self, pg_password: str | None) -> dict[str, str]:
         env = {name: os.environ[name] for name in PASSTHROUGH_ENV if name in os.environ}
+        env["HOME"] = _writable_home(env.get("HOME"))
         env.update(QUIET_ENV)
         token, db_password = _reveal(self.access_token), _reveal(self.db_password)
         if token:
@@ -463,6 +466,15 @@ class SupabaseCli:
                 stderr=clean(result.stderr),
             )
         return data, None
+
+
+def _writable_home(home: str | None) -> str:
+    """`home`, or a private temporary one: the CLI dies unless it can create `~/.supabase`."""
+    if home and os.path.isdir(home) and os.access(home, os.W_OK):
+        return home
+    fallback = Path(tempfile.gettempdir()) / f"release-bot-supabase-home-{os.getuid()}"
+    fallback.mkdir(mode=0o700, exist_ok=True)
+    return str(fallback)
 
 
 def _code_is(error: SupabaseCliError, suffix: str) -> bool:
