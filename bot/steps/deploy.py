@@ -233,7 +233,7 @@ async def run_deploy(ctx: StepContext) -> StepResult:
                 ref = settings.STAGING_BRANCH
                 dep = await vercel.create_deployment(
                     client, project, sha, ref, target, repo=settings.GITHUB_REPOSITORY,
-                    meta={"releaseId": str(ctx.release.id or "")},
+                    meta={"releaseId": str(ctx.release.id)} if ctx.release.id is not None else None,
                 )
             dep_id = vercel.deployment_id(dep)
             data = _deploy_data(dep, sha, reused)
