@@ -95,6 +95,27 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m002_rollbacks(db: sqlite_utils.Database) -> None:
+    """Rollbacks: one row per action of each rollback, and the claim of a rollback under way."""
+    db.table("rollback_actions").create(
+        {
+            "release_id": int,
+            "rollback_id": int,
+            "action": str,
+            "outcome": str,
+            "summary": str,
+            "details": str,
+            "at": str,
+        },
+        pk=("release_id", "rollback_id", "action"),
+    )
+    db.table("rollback_claims").create(
+        {"release_id": int, "rollback_id": int, "user": str, "at": str},
+        pk="release_id",
+    )
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
@@ -348,3 +369,67 @@ class Store:
             started_at=_dt(row["started_at"]),
             finished_at=_dt(row["finished_at"]),
         )
+
+    # --- rollbacks -------------------------------------------------------------------------
+    def claim_rollback(self, release_id: int, user: str, at: datetime,
+                       stale_after: float) -> tuple[int, dict[str, Any] | None]:
+        """Claim the rollback of a release: (new rollback id, None), or (0, the holder's claim).
+
+        A claim older than `stale_after` seconds (a process that died mid-rollback) is taken over.
+        """
+        with self._lock:
+            self.db.conn.execute("BEGIN IMMEDIATE")
+            try:
+                rows = list(self.db.query(
+                    "select * from rollback_claims where release_id = ?", [release_id]))
+                if rows:
+                    held = rows[0]
+                    age = (at - datetime.fromisoformat(held["at"])).total_seconds()
+                    if age < stale_after:
+                        self.db.conn.execute("ROLLBACK")
+                        return 0, held
+                done = list(self.db.query(
+                    "select max(rollback_id) as n from rollback_actions where release_id = ?",
+                    [release_id]))
+                number = int(done[0]["n"] or 0) + 1
+                if rows:
+                    number = max(number, int(rows[0]["rollback_id"]) + 1)
+                self.db.table("rollback_claims").upsert(
+                    {"release_id": release_id, "rollback_id": number, "user": user,
+                     "at": at.isoformat()},
+                    pk="release_id",
+                )
+                self.db.conn.execute("COMMIT")
+            except BaseException:
+                self.db.conn.execute("ROLLBACK")
+                raise
+        return number, None
+
+    def rollback_claim(self, release_id: int) -> dict[str, Any] | None:
+        """The claim of a rollback under way for this release, if any."""
+        rows = list(self.db.query("select * from rollback_claims where release_id = ?",
+                                  [release_id]))
+        return rows[0] if rows else None
+
+    def release_rollback_claim(self, release_id: int, rollback_id: int) -> None:
+        """Drop the claim (only the one this rollback holds)."""
+        with self._tx():
+            self.db.execute("delete from rollback_claims where release_id = ? and rollback_id = ?",
+                            [release_id, rollback_id])
+
+    def record_rollback_action(self, release_id: int, rollback_id: int, action: str,
+                               outcome: str, summary: str, details: str, at: datetime) -> None:
+        """Keep one action of a rollback and its outcome."""
+        with self._tx():
+            self.db.table("rollback_actions").upsert(
+                {"release_id": release_id, "rollback_id": rollback_id, "action": action,
+                 "outcome": outcome, "summary": summary, "details": details,
+                 "at": at.isoformat()},
+                pk=("release_id", "rollback_id", "action"),
+            )
+
+    def rollback_actions(self, release_id: int) -> list[dict[str, Any]]:
+        """Every kept rollback action of a release, oldest rollback first."""
+        return list(self.db.query(
+            "select * from rollback_actions where release_id = ? order by rollback_id, at",
+            [release_id]))
