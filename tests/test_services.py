@@ -21,8 +21,6 @@ from bot.sandbox.services import (
     redis_ping,
 )
 
-pytest_plugins = ["tests.conftest_services"]
-
 
 def _port_open(port: int) -> bool:
     with socket.socket() as sock:

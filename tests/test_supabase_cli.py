@@ -20,8 +20,6 @@ from bot.providers.supabase_cli import (
 )
 from bot.sandbox.services import PostgresServer
 
-pytest_plugins = ["tests.conftest_services"]
-
 V1, V2, V3 = "20250101000000", "20250102000000", "20250103000000"
 
 
