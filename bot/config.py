@@ -314,3 +314,17 @@ class MissingSetting(Exception):
         self.name = name
         self.purpose = purpose or describe_setting(name)
         super().__init__(f"{name} is not set: {self.purpose}")
+
+
+def isolated_settings(**values: Any) -> Settings:
+    """Settings from `values` alone: no environment, no `.env` (the demo and tests use this)."""
+
+    class _Isolated(Settings):
+        model_config = SettingsConfigDict(**{**Settings.model_config, "env_file": None})
+
+        @classmethod
+        def settings_customise_sources(cls, settings_cls: Any, init_settings: Any, *args: Any,
+                                       **kwargs: Any) -> tuple[Any, ...]:
+            return (init_settings,)
+
+    return _Isolated(**values)

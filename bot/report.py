@@ -111,7 +111,7 @@ def config_report(settings: Settings) -> str:
     lines += ["", f"Steps ({source}):"]
     runnable = 0
     for phase, spec in runbook.enabled_steps():
-        reason = registry[spec.name].skip_reason(settings)
+        reason = spec.skip or registry[spec.name].skip_reason(settings)
         if reason:
             lines.append(f"  skip  {phase.name:<9} {spec.name:<20} {reason}")
         else:

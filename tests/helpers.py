@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from bot.config import Settings
+from bot.config import Settings, isolated_settings
 from bot.redact import Redactor
 from bot.runbook.model import Decision, Gate, Release, StepResult
 from bot.runbook.registry import REGISTRY, StepContext, load_steps
@@ -13,14 +13,7 @@ from bot.runbook.registry import REGISTRY, StepContext, load_steps
 
 def make_settings(**values: Any) -> Settings:
     """Settings from `values` only (no environment, no .env)."""
-    class _Isolated(Settings):
-        model_config = {**Settings.model_config, "env_file": None}
-
-        @classmethod
-        def settings_customise_sources(cls, settings_cls, init_settings, *args, **kwargs):  # type: ignore[no-untyped-def]
-            return (init_settings,)
-
-    return _Isolated(**values)
+    return isolated_settings(**values)
 
 
 class StepHarness:

@@ -9,6 +9,7 @@ the demo can pop replies like hubot's shell adapter.
 from __future__ import annotations
 
 import itertools
+import re
 import sys
 import textwrap
 from dataclasses import dataclass
@@ -29,6 +30,27 @@ class Said:
     thread_ts: str | None = None
 
 
+EMOJI = {
+    ":white_circle:": "○", ":hourglass_flowing_sand:": "…", ":raised_hand:": "✋",
+    ":white_check_mark:": "✔", ":warning:": "⚠", ":x:": "✖", ":fast_forward:": "»",
+    ":no_entry_sign:": "⊘", ":no_entry:": "⛔", ":electric_plug:": "⚡", ":rocket:": "🚀",
+    ":rewind:": "⏪", ":bell:": "🔔",
+}
+LINK = re.compile(r"<(https?://[^|>]+)\|([^>]+)>")
+BARE_LINK = re.compile(r"<(https?://[^|>]+)>")
+MENTION = re.compile(r"<[@#]([A-Za-z0-9._-]+)>")
+
+
+def plain(text: str) -> str:
+    """Slack mrkdwn made readable in a terminal: emoji, links, mentions, code fences."""
+    for code, symbol in EMOJI.items():
+        text = text.replace(code, symbol)
+    text = LINK.sub(lambda m: f"{m.group(2)} ({m.group(1)})", text)
+    text = BARE_LINK.sub(lambda m: m.group(1), text)
+    text = MENTION.sub(lambda m: f"@{m.group(1)}", text)
+    return text.replace("```", "")
+
+
 class ConsoleChat:
     """Chat that prints to a terminal."""
 
@@ -45,7 +67,7 @@ class ConsoleChat:
         return f"{1700000000 + next(self._ts)}.000100"
 
     def _print(self, text: str, indent: str = "") -> None:
-        body = self.redact(text).replace("```", "")
+        body = plain(self.redact(text))
         for line in body.splitlines() or [""]:
             print(textwrap.indent(line, indent) if line else indent.rstrip(), file=self.out)
         self.out.flush()

@@ -50,15 +50,22 @@ async def run_command(
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,
     )
+    assert proc.stdout is not None and proc.stderr is not None
+    # Read both pipes in tasks so that what was printed before a timeout is kept.
+    readers = [asyncio.create_task(proc.stdout.read()), asyncio.create_task(proc.stderr.read())]
     timed_out = False
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except (TimeoutError, asyncio.CancelledError) as exc:
-        _kill_group(proc)
-        out, err = await proc.communicate()
-        if isinstance(exc, asyncio.CancelledError):
-            raise
+        await asyncio.wait_for(proc.wait(), timeout)
+    except TimeoutError:
         timed_out = True
+        _kill_group(proc)
+        await proc.wait()
+    except asyncio.CancelledError:
+        _kill_group(proc)
+        for reader in readers:
+            reader.cancel()
+        raise
+    out, err = await asyncio.gather(*readers)
     clean = redact or Redactor()
     return CommandResult(
         args=[clean(a) for a in args],

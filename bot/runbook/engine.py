@@ -115,7 +115,7 @@ class Engine:
                     name=spec.name,
                     title=sdef.title,
                     description=sdef.describe,
-                    skip_reason=sdef.skip_reason(self.settings),
+                    skip_reason=spec.skip or sdef.skip_reason(self.settings),
                     concurrent=phase.concurrent,
                 )
             )
@@ -350,7 +350,7 @@ class Engine:
 
     async def _run_step(self, release: Release, spec: StepSpec, record: StepRecord) -> Outcome:
         sdef = self.registry[spec.name]
-        reason = sdef.skip_reason(self.settings)
+        reason = spec.skip or sdef.skip_reason(self.settings)
         if reason is not None:
             result = StepResult.skipped(f"Skipped: {reason}", data={"skip_reason": reason})
             await self._record_result(release, record, result)

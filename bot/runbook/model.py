@@ -192,6 +192,7 @@ class StepSpec(BaseModel):
 
     name: str
     enabled: bool = True
+    skip: str | None = None  # skip this step with this reason (shown in thread and status)
     timeout: float | None = Field(None, gt=0)
     options: dict[str, Any] = Field(default_factory=dict)
 

@@ -33,6 +33,7 @@ import math
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -88,6 +89,9 @@ class StagingState:
     first_chunk_delay: float = 0.0
     fail_after_chunks: int | None = None
     pwa_broken: bool = False
+    # Called after each completed coach answer, as the real app captures `i_chat_completed`
+    # to PostHog; the demo wires it to the PostHog emulator.
+    on_chat_completed: Callable[[dict[str, Any]], None] | None = None
 
     def any_provider_configured(self) -> bool:
         """True when at least one AI provider has credentials."""
@@ -610,6 +614,9 @@ async def marcus(request: web.Request) -> web.StreamResponse:
         )
     )
     await response.write_eof()
+    if state.on_chat_completed is not None:
+        state.on_chat_completed({"persona": persona, "user_id": state.test_user_id,
+                                 "conversation_id": conversation_id})
     return response
 
 

@@ -1,0 +1,357 @@
+"""`release-bot demo`: a whole release of the default runbook against a sandbox on loopback.
+
+It starts the sample staging app and emulators of Vercel, GitHub, PostHog and Supabase's
+Management API (following the vendors' documented shapes), a sample app workspace (a git
+checkout with an origin), and — when this machine has them — a real PostgreSQL server with the
+real Supabase CLI for the migration steps, a real Redis server, and Chromium for Playwright.
+Then it types `/release start release/1.2.0` into the console chat, answers the migration
+question as a person would, prints the thread and the release-log entry, and rolls the release
+back. A step whose tool is missing is reported as skipped with the reason, never faked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import AsyncExitStack, ExitStack
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+from bot.app import build_runtime
+from bot.chat.console import ConsoleChat
+from bot.config import isolated_settings
+from bot.console import ConsoleSession
+from bot.providers.tools import REPO_ROOT
+from bot.report import release_table
+from bot.runbook.model import Release, ReleaseStatus, StepState
+from bot.sandbox.github import Commit, GitHubState, PullRequest, create_github_app
+from bot.sandbox.posthog import PostHogState, create_posthog_app
+from bot.sandbox.server import serve
+from bot.sandbox.services import PostgresServer, RedisServer, find_tool
+from bot.sandbox.staging_app import StagingState, create_staging_app
+from bot.sandbox.supabase_api import Backup, Migration, SupabaseState, create_supabase_app
+from bot.sandbox.vercel import BuildScript, VercelState, create_vercel_app
+from bot.sandbox.workspace import Workspace, create_workspace
+
+REPO = "steven-d-pennington/pocket-philosopher"
+PROJECT = "pocket-philosopher"
+RELEASE_REF = "release/1.2.0"
+DEMO_USER = "demo-user"
+STAGING_DOMAIN = "staging.pocketphilosopher.app"
+TELEMETRY_EVENTS = ("i_chat_completed", "i_request_failed", "i_provider_health_changed")
+NEW_MIGRATION = """-- Daily reflections get a mood score.
+alter table public.reflections add column if not exists mood smallint;
+create index if not exists reflections_mood_idx on public.reflections (mood);
+"""
+
+
+def banner(out: TextIO, text: str) -> None:
+    print(f"\n\033[1m▶ {text}\033[0m" if out.isatty() else f"\n▶ {text}", file=out)
+
+
+class Sandbox:
+    """Every local stand-in the demo runs against, and the settings that point at them."""
+
+    def __init__(self, root: Path, out: TextIO) -> None:
+        self.root = root
+        self.out = out
+        self.notes: list[str] = []
+        self.skips: dict[str, str] = {}
+        self.values: dict[str, Any] = {}
+        self.staging = StagingState(providers={"openai": True, "anthropic": True, "together": True,
+                                               "ollama": True})
+        self.github = GitHubState(token="ghp_" + "demo" * 9, repo=REPO)
+        self.vercel = VercelState(token="vercel-demo-token-0123456789")  # noqa: S106 (sandbox)
+        self.posthog = PostHogState(personal_api_key="phx_" + "demo" * 10, project_id=4242)
+        self.supabase = SupabaseState(access_token="sbp_" + "demo" * 10, ref="ppstagingdemo00000000")
+        self.workspace: Workspace | None = None
+        self.postgres: PostgresServer | None = None
+        self.redis: RedisServer | None = None
+
+    # --- real services (optional) --------------------------------------------------------------
+    def start_services(self, stack: ExitStack) -> None:
+        if find_tool("postgres") is None:
+            self.skip_migrations("PostgreSQL is not installed here (run scripts/install-tools.sh)")
+        elif find_tool("supabase") is None:
+            self.skip_migrations("the Supabase CLI is not installed (run scripts/install-tools.sh)")
+        else:
+            try:
+                self.postgres = stack.enter_context(PostgresServer())
+            except Exception as exc:  # the demo goes on without the database steps
+                self.skip_migrations(f"a local PostgreSQL could not be started ({exc})")
+        if find_tool("redis-server") is not None:
+            try:
+                self.redis = stack.enter_context(RedisServer())
+            except Exception as exc:
+                self.notes.append(f"Redis could not be started ({exc}); the redis step will skip")
+        else:
+            self.notes.append("redis-server is not installed; the redis step will skip")
+
+    def skip_migrations(self, why: str) -> None:
+        for name in ("migrations_review", "migrations_push", "schema_current"):
+            self.skips[name] = why
+        self.notes.append(f"migration steps skipped: {why}")
+
+    # --- the sample app -------------------------------------------------------------------------
+    def make_workspace(self) -> Workspace:
+        modules = REPO_ROOT / ".tools" / "node_modules"
+        ws = create_workspace(self.root / "workspace",
+                              node_modules=modules if (modules / "@playwright").exists() else None)
+        ws.add_release_branch("1.2.0")
+        ws.add_migration(RELEASE_REF, "reflection_mood", NEW_MIGRATION, version="20250301000000")
+        self.workspace = ws
+        return ws
+
+    async def seed_database(self, ws: Workspace) -> None:
+        """Staging already has main's migrations; the release brings one more."""
+        if self.postgres is None:
+            return
+        from bot.providers.supabase_cli import SupabaseCli
+
+        url = self.postgres.create_database("staging")
+        cli = SupabaseCli(timeout=300)
+        pushed = await cli.push(ws.app, db_url=url)
+        self.values["SUPABASE_DB_URL"] = url
+        self.notes.append(f"staging database: local PostgreSQL with main's {len(pushed.applied)} "
+                          "migrations applied")
+        self.supabase.migrations = [Migration(version=v.split("_")[0], name="_".join(v.split("_")[1:]))
+                                    for v in pushed.applied]
+
+    def seed_github(self, ws: Workspace) -> None:
+        """The GitHub emulator holds the same history as the sample workspace (real SHAs)."""
+        number = 40
+        for branch in ("main", RELEASE_REF):
+            log = ws.git("log", "--reverse", "--format=%H%x09%s", branch, cwd=ws.origin)
+            history: list[Commit] = []
+            for line in log.splitlines():
+                sha, _, subject = line.partition("\t")
+                history.append(Commit(sha, subject, parents=[history[-1].sha] if history else []))
+                main_shas = {c.sha for c in self.github.branches.get("main", [])}
+                if branch != "main" and sha not in main_shas:
+                    number += 1
+                    self.github.pulls[sha] = [PullRequest(number, subject, head_ref=branch)]
+            self.github.branches[branch] = history
+
+    def seed_vercel(self) -> None:
+        project = self.vercel.add_project(PROJECT, project_id="prj_pocketphilosopherdemo00",
+                                          git_org=REPO.split("/")[0], git_repo=REPO.split("/")[1])
+        old = int((time.time() - 86400 * 3) * 1000)
+        for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "TOGETHER_API_KEY", "POSTHOG_API_KEY",
+                    "RESEND_API_KEY", "REDIS_URL", "SUPABASE_SERVICE_ROLE_KEY",
+                    "NEXT_PUBLIC_SUPABASE_URL", "NEXT_PUBLIC_SUPABASE_ANON_KEY"):
+            self.vercel.add_env(project, key, f"sandbox-value-of-{key.lower()}", target=["preview"],
+                                created_at=old, updated_at=old + 1000)
+            self.vercel.add_env(project, key, f"sandbox-prod-value-of-{key.lower()}",
+                                target=["production"], created_at=old, updated_at=old)
+        self.vercel.build_script = BuildScript(queued_polls=1, building_polls=2)
+        self.vercel.head_resolver = self.github.head
+        # What staging served before this release: the previous good deployment.
+        previous = self.vercel.create_deployment(project, sha=self.github.head("main") or "0" * 40,
+                                                 ref="main", target=None)
+        self.vercel.finish(previous)
+        self.vercel.assign_alias(STAGING_DOMAIN, previous)
+
+    def seed_posthog(self) -> None:
+        now = datetime.now(UTC)
+        for minutes, event in zip((3, 9, 14), TELEMETRY_EVENTS, strict=True):
+            self.posthog.add_event(event, now - timedelta(minutes=minutes),
+                                   distinct_id="prod-user-17", environment="production")
+
+        def captured(info: dict[str, Any]) -> None:
+            self.posthog.add_event("i_chat_completed", datetime.now(UTC),
+                                   distinct_id=f"staging-{info['user_id']}", environment="staging",
+                                   persona=info.get("persona", "marcus"))
+
+        self.staging.on_chat_completed = captured
+
+    def seed_supabase(self) -> None:
+        now = datetime.now(UTC)
+        self.supabase.backups = [
+            Backup(id=i, inserted_at=(now - timedelta(days=i)).strftime("%Y-%m-%dT%H:%M:%S.000Z"))
+            for i in (1, 2, 3)
+        ]
+        self.supabase.pitr_enabled = True
+
+    # --- settings -------------------------------------------------------------------------------
+    def settings_values(self, urls: dict[str, str], runbook: Path) -> dict[str, Any]:
+        assert self.workspace is not None
+        values: dict[str, Any] = {
+            "DATABASE_PATH": str(self.root / "release-log.db"),
+            "RUNBOOK_PATH": str(runbook),
+            "APP_WORKSPACE": str(self.workspace.app),
+            "STAGING_URL": urls["staging"],
+            "STAGING_DOMAIN": STAGING_DOMAIN,
+            "STAGING_TEST_USER_EMAIL": self.staging.test_user_email,
+            "STAGING_TEST_USER_PASSWORD": self.staging.test_user_password,
+            "POSTHOG_HOST": urls["posthog"],
+            "POSTHOG_PROJECT_ID": str(self.posthog.project_id),
+            "POSTHOG_PERSONAL_API_KEY": self.posthog.personal_api_key,
+            "STAGING_TELEMETRY_WAIT_SECONDS": 20,
+            "VERCEL_API_URL": urls["vercel"],
+            "VERCEL_TOKEN": self.vercel.token,
+            "VERCEL_PROJECT_ID": "prj_pocketphilosopherdemo00",
+            "DEPLOY_POLL_SECONDS": 0.3,
+            "GITHUB_API_URL": urls["github"],
+            "GITHUB_TOKEN": self.github.token,
+            "GITHUB_REPOSITORY": REPO,
+            "SUPABASE_API_URL": urls["supabase"],
+            "SUPABASE_ACCESS_TOKEN": self.supabase.access_token,
+            "SUPABASE_PROJECT_REF": self.supabase.ref,
+            "ENGINEERING_CHANNEL": "engineering",
+            "RELEASE_CHANNEL": "releases",
+            "ISSUE_TRACKER_URL": "https://linear.app/pocket-philosopher/issue/{id}",
+            "COMMAND_TIMEOUT_SECONDS": 300,
+            "HTTP_TIMEOUT_SECONDS": 10,
+        }
+        if self.redis is not None:
+            values["STAGING_REDIS_URL"] = self.redis.url
+        chromium = find_tool("chromium")
+        if chromium is not None:
+            values["PLAYWRIGHT_CHROMIUM_PATH"] = str(chromium)
+        values.update(self.values)
+        return values
+
+    def runbook(self) -> Path:
+        """The default runbook, with skip reasons for the steps this machine cannot run."""
+        import yaml
+
+        from bot.runbook.loader import DEFAULT_RUNBOOK
+
+        data = yaml.safe_load(DEFAULT_RUNBOOK.read_text())
+        for phase in data["phases"]:
+            for spec in phase["steps"]:
+                if spec["name"] in self.skips:
+                    spec["skip"] = self.skips[spec["name"]]
+        path = self.root / "runbook.yml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+
+@contextlib.contextmanager
+def _workdir(keep: bool) -> Iterator[Path]:
+    root = Path(tempfile.mkdtemp(prefix="release-bot-demo-"))
+    try:
+        yield root
+    finally:
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+async def _answer_questions(session: ConsoleSession, release_id: int, out: TextIO) -> None:
+    """Act as the approver: answer each question the release asks."""
+    answered: set[str] = set()
+    while True:
+        release = session.runtime.store.get_release(release_id)
+        if release is None or not release.status.active:
+            return
+        for record in release.steps:
+            if record.state == StepState.WAITING and record.gate and record.gate.key not in answered:
+                answered.add(record.gate.key)
+                await asyncio.sleep(0.5)
+                print(f"{session.user}> press apply", file=out)
+                await session.press("apply", release_id)
+        await asyncio.sleep(0.1)
+
+
+async def run_demo(*, keep: bool = False, rollback: bool = True, out: TextIO | None = None) -> int:
+    """Run the demo; 0 when the release succeeded (and the rollback, if any, was announced)."""
+    out = out or sys.stdout
+    started = time.monotonic()
+    print("This demo runs against a SANDBOX on 127.0.0.1: a sample Pocket Philosopher staging app "
+          "and local emulators of Vercel, GitHub, PostHog and Supabase's Management API. Nothing "
+          "outside this machine is touched.", file=out)
+    with _workdir(keep) as root, ExitStack() as services:
+        sandbox = Sandbox(root, out)
+        banner(out, "Starting the sandbox")
+        sandbox.start_services(services)
+        ws = sandbox.make_workspace()
+        await sandbox.seed_database(ws)
+        sandbox.seed_github(ws)
+        sandbox.seed_vercel()
+        sandbox.seed_posthog()
+        sandbox.seed_supabase()
+        async with AsyncExitStack() as stack:
+            urls = {
+                "staging": await stack.enter_async_context(
+                    serve(create_staging_app(sandbox.staging), host="127.0.0.1")),
+                "vercel": await stack.enter_async_context(serve(create_vercel_app(sandbox.vercel))),
+                "github": await stack.enter_async_context(serve(create_github_app(sandbox.github))),
+                "posthog": await stack.enter_async_context(serve(create_posthog_app(sandbox.posthog))),
+                "supabase": await stack.enter_async_context(
+                    serve(create_supabase_app(sandbox.supabase))),
+            }
+            for name, url in urls.items():
+                print(f"  {name:<9} {url}", file=out)
+            print(f"  workspace {ws.app}", file=out)
+            for note in sandbox.notes:
+                print(f"  note: {note}", file=out)
+            settings = isolated_settings(**sandbox.settings_values(urls, sandbox.runbook()))
+            chat = ConsoleChat(out=out, show_updates=False)
+            runtime = build_runtime(settings, chat, update_interval=0.5)
+            session = ConsoleSession(runtime, chat, user=DEMO_USER, channel="releases")
+
+            banner(out, f"Starting the release: /release start {RELEASE_REF}")
+            line = f'/release start {RELEASE_REF} --notes "Reflections get a mood score"'
+            print(f"{DEMO_USER}> {line}", file=out)
+            await session.say(line)
+            release = runtime.store.latest_release(settings.ENVIRONMENT)
+            if release is None or release.id is None:
+                print("demo: the release did not start", file=out)
+                return 1
+            await _answer_questions(session, release.id, out)
+            release = await runtime.engine.wait(release.id)
+            await runtime.reporter.flush()
+            if release.thread_ts:
+                parent = chat.last_parent(release.thread_ts)
+                if parent is not None:
+                    banner(out, "The parent message in #releases, as it ends")
+                    await chat.post("releases", parent, thread_ts=None)
+
+            banner(out, "The release log entry (release-bot log show "
+                   f"{release.id})")
+            print(runtime.redactor(release_table(release)), file=out)
+            ok = release.status == ReleaseStatus.SUCCEEDED
+            if rollback:
+                ok = await _demo_rollback(runtime, release, sandbox, out) and ok
+            await runtime.engine.shutdown()
+        took = time.monotonic() - started
+        verdict = "succeeded" if ok else "did NOT succeed"
+        print(f"\nDemo {verdict} in {took:.0f}s (sandbox on 127.0.0.1"
+              f"{'; files kept in ' + str(root) if keep else ''}).", file=out)
+        return 0 if ok else 1
+
+
+async def _demo_rollback(runtime: Any, release: Release, sandbox: Sandbox, out: TextIO) -> bool:
+    """Roll the release back from the console, as an incident responder would."""
+    try:
+        from bot import rollback
+    except ImportError:
+        print("(rollback is not available in this build)", file=out)
+        return True
+    banner(out, f"Rolling back release #{release.id}")
+    demo = getattr(rollback, "demo_rollback", None)
+    if demo is None:
+        print("(rollback has no demo entry point yet)", file=out)
+        return True
+    result: bool = await demo(runtime, release, reason="Coach answers time out on staging",
+                              tickets=["PP-142"], user=DEMO_USER, out=out)
+    alias = sandbox.vercel.aliases.get(STAGING_DOMAIN)
+    print(f"  {STAGING_DOMAIN} now points at {alias}", file=out)
+    return result
+
+
+def main() -> int:
+    """Entry point for `python -m bot.sandbox.demo`."""
+    os.environ.pop("CI", None)
+    return asyncio.run(run_demo())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
