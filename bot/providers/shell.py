@@ -28,7 +28,7 @@ class CommandResult:
 
     def tail(self, lines: int = 20) -> str:
         """The last lines of stdout and stderr together."""
-        text = (self.stdout + ("\n" if self.stdout and self.stderr else "") + self.stderr).strip()
+        text = "\n".join(part.strip("\n") for part in (self.stdout, self.stderr) if part.strip())
         return "\n".join(text.splitlines()[-lines:])
 
 
