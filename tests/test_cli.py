@@ -1,0 +1,103 @@
+"""The release-bot CLI: log, log show, check-config, and clear one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from bot.runbook.model import Release, ReleaseStatus, StepRecord, StepResult, StepState
+from bot.store import Store
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "VERCEL_", "GITHUB_"))}
+    base.update(env or {})
+    return subprocess.run([sys.executable, "-m", "bot.cli", *args], capture_output=True, text=True,
+                          env=base, cwd=cwd or REPO, timeout=60, check=False)
+
+
+def seeded(tmp_path: Path) -> Path:
+    path = tmp_path / "log.db"
+    store = Store(path)
+    for ref, status in (("release/1.1.0", ReleaseStatus.SUCCEEDED), ("release/1.2.0", ReleaseStatus.FAILED)):
+        release = Release(environment="staging", ref=ref, started_by="U1", status=status,
+                          steps=[StepRecord(name="health", title="Health", phase="validate",
+                                            state=StepState.OK,
+                                            result=StepResult.ok("Healthy"))])
+        release.fields["Migrations Applied"] = "20250301000000_reflection_mood"
+        release.git_sha = "abc123"
+        store.create_release(release)
+        store.save(release)
+    return path
+
+
+def test_log_json_newest_first(tmp_path: Path) -> None:
+    out = cli("log", "--json", env={"DATABASE_PATH": str(seeded(tmp_path))})
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert [r["id"] for r in data] == [2, 1]
+    assert {"id", "status", "environment", "ref", "git_sha", "started_by", "started_at",
+            "finished_at"} <= set(data[0])
+    assert data[0]["status"] == "failed"
+
+
+def test_log_show_json_and_table(tmp_path: Path) -> None:
+    env = {"DATABASE_PATH": str(seeded(tmp_path))}
+    data = json.loads(cli("log", "show", "1", "--json", env=env).stdout)
+    assert data["fields"]["Migrations Applied"] == "20250301000000_reflection_mood"
+    assert "Rollback Trigger (if used)" in data["fields"]
+    assert data["fields"]["Git SHA"] == "abc123"
+    assert data["steps"] == [{"name": "health", "title": "Health", "phase": "validate", "state": "ok",
+                              "outcome": "ok", "summary": "Healthy", "started_at": None,
+                              "finished_at": None}]
+    table = cli("log", "show", "1", env=env).stdout
+    assert "| Field | Notes |" in table and "| Migrations Applied | 20250301000000_reflection_mood |" in table
+
+
+def test_log_show_unknown_release(tmp_path: Path) -> None:
+    out = cli("log", "show", "99", env={"DATABASE_PATH": str(seeded(tmp_path))})
+    assert out.returncode == 1 and "release #99 is not in" in out.stderr
+
+
+def test_check_config_masks_secrets_and_lists_steps(tmp_path: Path) -> None:
+    out = cli("check-config", env={"DATABASE_PATH": str(tmp_path / "x.db"),
+                                   "VERCEL_TOKEN": "vercel-secret-value-123",
+                                   "STAGING_URL": "https://staging.example.test"}, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "vercel-secret-value-123" not in out.stdout
+    assert "VERCEL_TOKEN" in out.stdout and "******** (set)" in out.stdout
+    assert "run   validate  smoke" in out.stdout
+    assert "skip  prepare   tests                missing settings: APP_WORKSPACE" in out.stdout
+    assert "steps can run" in out.stdout
+
+
+def test_missing_setting_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    out = cli("serve", env={"DATABASE_PATH": str(tmp_path / "x.db")}, cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.strip() == "release-bot: SLACK_BOT_TOKEN is not set: Bot token (xoxb-...)."
+
+
+def test_invalid_setting_is_named(tmp_path: Path) -> None:
+    out = cli("log", env={"DATABASE_PATH": str(tmp_path / "x.db"), "DEPLOY_TIMEOUT_SECONDS": "soon"},
+              cwd=tmp_path)
+    assert out.returncode == 2
+    assert "setting DEPLOY_TIMEOUT_SECONDS is invalid" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_bad_runbook_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "rb.yml"
+    bad.write_text("phases: [{name: p, steps: [{name: nope}]}]")
+    out = cli("check-config", env={"RUNBOOK_PATH": str(bad), "DATABASE_PATH": str(tmp_path / "x.db")},
+              cwd=tmp_path)
+    assert out.returncode == 2 and "unknown step" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_dotenv_in_the_working_directory_is_read(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("STAGING_URL=https://from-dotenv.example.test\n")
+    out = cli("check-config", env={"DATABASE_PATH": str(tmp_path / "x.db")}, cwd=tmp_path)
+    assert "https://from-dotenv.example.test" in out.stdout
