@@ -1,0 +1,133 @@
+"""Run the benchmarks: `python -m bench` (what `make bench` runs).
+
+Targets (measured, never asserted in tests):
+- ack: `/release start` through the real Bolt app over HTTP with a signed request is acknowledged
+  well inside Slack's 3 s; ratio to a plain `GET /healthz` on the same server.
+- coalescing: parent-message updates of a 40-step release with the 1 s coalescing window vs
+  one update per transition (the Tier-3 `chat.update` budget is ~50/min).
+- store: one engine transition (release row + step row, one transaction) vs a bare SQLite insert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from bot.chat.blocks import Message
+from bot.chat.reporter import ChatReporter
+from bot.redact import Redactor
+from bot.runbook.engine import Engine
+from bot.runbook.loader import parse_runbook
+from bot.runbook.model import Release, StepRecord, StepResult
+from bot.runbook.registry import StepContext, StepDef
+from bot.store import Store
+from tests.helpers import make_settings
+from tests.slack_e2e import SlackHarness
+
+
+def report(name: str, value: float, unit: str, baseline: float, what: str) -> None:
+    ratio = value / baseline if baseline else float("inf")
+    print(f"{name:<12} {value:10.3f} {unit:<4} baseline {baseline:10.3f} {unit:<4} "
+          f"ratio {ratio:6.2f}x  ({what})")
+
+
+async def bench_ack(rounds: int = 40) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        runbook = Path(tmp) / "rb.yml"
+        runbook.write_text("phases: [{name: p, steps: [{name: smoke}]}]")
+        async with SlackHarness(Path(tmp), RUNBOOK_PATH=str(runbook),
+                                STAGING_URL="http://127.0.0.1:9") as slack:
+            acks, health = [], []
+            for i in range(rounds):
+                t0 = time.perf_counter()
+                response, _ = await slack.command("start main --dry-run" if i % 2 else "help")
+                acks.append(time.perf_counter() - t0)
+                assert response.status_code == 200
+                t0 = time.perf_counter()
+                await slack.http.get("/healthz")
+                health.append(time.perf_counter() - t0)
+            report("ack p50", statistics.median(acks) * 1000, "ms", statistics.median(health) * 1000,
+                   "signed /release command vs GET /healthz")
+            p95 = sorted(acks)[int(len(acks) * 0.95) - 1] * 1000
+            report("ack p95", p95, "ms", 3000.0, "vs Slack's 3 s limit")
+
+
+class CountingChat:
+    def __init__(self) -> None:
+        self.updates = 0
+        self.posts = 0
+
+    async def post(self, channel: str, message: Message, thread_ts: str | None = None) -> str:
+        self.posts += 1
+        return f"{self.posts}.0"
+
+    async def update(self, channel: str, ts: str, message: Message) -> None:
+        self.updates += 1
+
+    async def ephemeral(self, channel: str, user: str, message: Message) -> None:
+        return None
+
+
+async def run_release(interval: float, steps: int = 40) -> tuple[int, int]:
+    async def quick(ctx: StepContext) -> StepResult:
+        await asyncio.sleep(0.06)
+        return StepResult.ok("fine")
+
+    registry = {f"s{i}": StepDef(name=f"s{i}", title=f"S{i}", phase="p", run=quick, describe="")
+                for i in range(steps)}
+    runbook = parse_runbook(json.dumps({"phases": [{"name": "p", "steps": [{"name": n} for n in registry]}]}),
+                            registry)
+    store = Store(":memory:")
+    chat = CountingChat()
+    reporter = ChatReporter(chat, store, Redactor(), default_channel="C1", interval=interval)
+    engine = Engine(settings=make_settings(), store=store, reporter=reporter, runbook=runbook,
+                    registry=registry)
+    release = await engine.start(ref="main", user="U1", channel="C1")
+    await engine.wait(release.id or 0)
+    return chat.updates, steps * 2
+
+
+async def bench_coalescing() -> None:
+    coalesced, transitions = await run_release(interval=1.0)
+    naive, _ = await run_release(interval=0.0)
+    report("updates", coalesced, "msgs", naive, f"chat.update calls for {transitions} transitions, "
+           "1 s window vs none")
+
+
+def bench_store(rounds: int = 300) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(Path(tmp) / "log.db")
+        release = Release(environment="staging", ref="main", started_by="U1",
+                          steps=[StepRecord(name="s", title="S", phase="p")])
+        store.create_release(release)
+        record = release.steps[0]
+        t0 = time.perf_counter()
+        for i in range(rounds):
+            record.result = StepResult.ok(f"round {i}", details="x" * 500)
+            store.save(release, record)
+        ours = (time.perf_counter() - t0) / rounds
+        conn = sqlite3.connect(Path(tmp) / "raw.db")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("create table t (id integer primary key, body text)")
+        t0 = time.perf_counter()
+        for i in range(rounds):
+            with conn:
+                conn.execute("insert into t (body) values (?)", (json.dumps({"i": i, "d": "x" * 500}),))
+        raw = (time.perf_counter() - t0) / rounds
+        conn.close()
+        report("store", ours * 1e6, "us", raw * 1e6, "one persisted transition vs one bare insert")
+
+
+async def main() -> None:
+    await bench_ack()
+    await bench_coalescing()
+    bench_store()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
