@@ -674,7 +674,8 @@ class Rollbacks:
                     return ActionResult(BACKUP, Outcome.FAIL,
                                         f"Restore to {_stamp(when)} started, but the database was "
                                         f"not healthy after {limit:g}s (last: {last}).", data=data)
-                await asyncio.sleep(min(self.poll_seconds, max(limit - waited, 0.0)))
+                pause = min(self.poll_seconds, limit / 10)
+                await asyncio.sleep(min(pause, max(limit - waited, 0.0)))
         data["waited_seconds"] = round(time.monotonic() - started, 1)
         return ActionResult(BACKUP, Outcome.OK,
                             f"Restored `{ref}` to {_stamp(when)} (point in time); the database "
