@@ -470,7 +470,7 @@ class Rollbacks:
         plan = await self.plan(release, quick=True)
         if choices.target_deployment and (plan.target is None
                                           or plan.target.id != choices.target_deployment):
-            plan.target = DeploymentRef(id=choices.target_deployment, source="as shown")
+            plan.target = DeploymentRef(id=choices.target_deployment, source="Vercel")
         report = RollbackReport(release=release, rollback_id=number, user=user, at=at,
                                 reason=choices.reason.strip(),
                                 tickets=ticket_links(choices.tickets, self.settings.ISSUE_TRACKER_URL),

@@ -594,3 +594,29 @@ async def test_cli_refuses_while_another_rollback_holds_the_release(
     assert code == 3
     assert "already under way" in capsys.readouterr().err
     assert env.serving() == env.new.id
+
+
+async def test_console_command_rolls_back_the_newest_release_when_a_reason_is_given(env: Env) -> None:
+    from bot.commands import Command
+    from bot.console import ConsoleSession
+
+    runtime, chat = make_runtime(env.settings())
+    add_release(runtime.store, dep=env.old)
+    current = add_release(runtime.store, dep=env.new)
+    session = ConsoleSession(runtime, chat, user="U0ALICE", channel="console")
+    await session.say("/release rollback")
+    assert "needs a reason" in chat.messages[-1].message.text
+    assert env.serving() == env.new.id
+    await session.say("/release rollback coach is down")
+    assert env.serving() == env.old.id
+    stored = runtime.store.get_release(current.id or 0)
+    assert stored is not None and stored.status == ReleaseStatus.ROLLED_BACK
+    assert "coach is down" in posts(chat, "C0ENG")[-1]
+    replies: list[str] = []
+
+    async def reply(message: Any) -> None:
+        replies.append(message.text)
+
+    await controller(runtime).handle_command(Command("rollback", release_id=99), "U1", "c",
+                                             reply, None)
+    assert replies == [":warning: Release #99 does not exist."]
