@@ -221,6 +221,23 @@ async def test_failing_migration_in_the_middle_records_what_went_in(
     assert history(server, name) == [V1, V2, V3, V4]
 
 
+async def test_push_timeout_fails_and_records_what_went_in(
+        ws: Workspace, staging: tuple[PostgresServer, str, str], supabase_cli: Path) -> None:
+    server, name, url = staging
+    ws.add_migration(BRANCH, "add_journal", JOURNAL, version=V4)
+    ws.add_migration(BRANCH, "slow", "create table public.slow (id int);\nselect pg_sleep(120);\n",
+                     version=V5)
+    h = harness(settings_for(ws, url, supabase_cli, COMMAND_TIMEOUT_SECONDS=10), answer="apply")
+    await h.run("migrations_review")
+    push = await h.run("migrations_push")
+    assert push.outcome == Outcome.FAIL
+    assert push.summary.startswith(f"supabase db push failed at {V5}_slow.sql: ")
+    assert "timed out after 10s" in push.summary
+    assert push.data["applied"] == [V4] and push.data["timed_out"] is True
+    assert h.release.fields["Migrations Applied"].startswith(f"{V4} add_journal (then {V5}_slow")
+    assert history(server, name) == [V1, V2, V3, V4]
+
+
 async def test_out_of_order_migration_is_refused_with_the_cli_advice(
         ws: Workspace, staging: tuple[PostgresServer, str, str], supabase_cli: Path) -> None:
     server, name, url = staging
