@@ -810,12 +810,39 @@ async def deploy_hook(request: web.Request) -> web.Response:
     return web.json_response({"job": job}, status=201)
 
 
+async def list_custom_environments(request: web.Request) -> web.Response:
+    """`GET /v9/projects/{idOrName}/custom-environments`."""
+    state = request.app[STATE_KEY]
+    project = state.find_project(request.match_info["idOrName"])
+    if project is None:
+        return _error(404, "not_found", "Project not found")
+    now = state.now_ms()
+    environments = [
+        {
+            "id": env.id,
+            "slug": env.slug,
+            "type": "preview",
+            "branchMatcher": {"type": "equals", "pattern": env.branch} if env.branch else None,
+            "domains": [{"name": d, "apexName": d, "projectId": project.id,
+                         "customEnvironmentId": env.id} for d in env.domains],
+            "createdAt": now,
+            "updatedAt": now,
+        }
+        for env in project.custom_environments
+    ]
+    for env_json in environments:
+        if env_json["branchMatcher"] is None:
+            del env_json["branchMatcher"]
+    return web.json_response({"accountLimit": {"total": 12}, "environments": environments})
+
+
 def create_vercel_app(state: VercelState) -> web.Application:
     """An aiohttp app emulating the Vercel REST API over `state`."""
     app = new_app()
     app.middlewares.append(_auth_middleware)
     app[STATE_KEY] = state
     app.router.add_get("/v10/projects/{idOrName}/env", list_env)
+    app.router.add_get("/v9/projects/{idOrName}/custom-environments", list_custom_environments)
     app.router.add_post("/v13/deployments", create_deployment)
     app.router.add_get("/v13/deployments/{idOrUrl}", get_deployment)
     app.router.add_patch("/v12/deployments/{id}/cancel", cancel_deployment)
