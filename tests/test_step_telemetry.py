@@ -336,3 +336,17 @@ def test_quote_and_like_escape_hogql_literals() -> None:
 def test_parse_time_treats_epoch_zero_as_none() -> None:
     assert posthog.parse_time("1970-01-01T00:00:00Z") is None
     assert posthog.parse_time("2024-05-01 10:00:00") == datetime(2024, 5, 1, 10, tzinfo=UTC)
+
+
+async def test_prefix_wildcards_are_literal(ph: PostHog) -> None:
+    ph.state.add_event("i_chat_completed", ago(seconds=3), distinct_id="stgX-not-staging")
+    harness = StepHarness(
+        ph.settings(STAGING_TELEMETRY_DISTINCT_ID_PREFIX="stg_"), release_deployed(ago(minutes=1))
+    )
+    result = await harness.run("telemetry_staging", wait_seconds=0.5, poll_seconds=0.25)
+    assert result.outcome == Outcome.FAIL, "`_` in the prefix must not match any character"
+    ph.state.add_event("i_chat_completed", ago(seconds=2), distinct_id="stg_42")
+    result = await harness.run("telemetry_staging", wait_seconds=0.5, poll_seconds=0.25)
+    assert result.outcome == Outcome.OK, result.summary
+    assert result.data["count"] == 1
+    assert "distinct_id LIKE 'stg\\\\_%'" in ph.state.queries[-1]

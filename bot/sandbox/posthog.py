@@ -171,7 +171,12 @@ def _compare_time(op: str, left: datetime, right: datetime) -> bool:
 
 
 def _like(pattern: str, case_insensitive: bool) -> re.Pattern[str]:
-    regex = "".join(".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in pattern)
+    # As in ClickHouse, `\%`, `\_` and `\\` in a LIKE pattern match those characters literally.
+    parts = re.findall(r"\\.|.", pattern, re.DOTALL)
+    regex = "".join(
+        re.escape(p[1]) if len(p) == 2 else ".*" if p == "%" else "." if p == "_" else re.escape(p)
+        for p in parts
+    )
     flags = re.DOTALL | (re.IGNORECASE if case_insensitive else 0)
     return re.compile(f"^{regex}$", flags)
 
