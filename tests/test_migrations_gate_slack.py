@@ -148,10 +148,9 @@ async def test_gate_buttons_refusal_approval_and_second_press(
         assert {"journal", "tags"} <= set(tables(server, database))
         decision = slack.runtime.store.get_decision(1, "migrations_review", GATE_KEY)
         assert decision is not None and decision.user == APPROVER and decision.action == "apply"
-        # The thread records who chose (the gate message is updated, or a note is posted).
-        said = [str(m.get("text", "")) for m in slack.state.calls_to("chat.update")
-                + slack.thread(ts or "")]
-        assert any(f"<@{APPROVER}> chose" in text for text in said), said
+        # The question message itself is updated: its buttons are gone, the choice recorded.
+        said = [str(m.get("text", "")) for m in slack.state.calls_to("chat.update")]
+        assert any(f"<@{APPROVER}> chose *Apply 2 migrations*" in text for text in said), said
 
         # A second press (even a different choice): ephemeral "already answered", no change.
         response, key = await slack.press("gate:skip", value, user=APPROVER, message_ts=ts or "")

@@ -77,7 +77,7 @@ class Env:
             "ISSUE_TRACKER_URL": "https://linear.app/acme/issue/{id}",
             "ENGINEERING_CHANNEL": "C0ENG",
             "HTTP_TIMEOUT_SECONDS": 2,
-            "RESTORE_TIMEOUT_SECONDS": 5,
+            "RESTORE_TIMEOUT_SECONDS": 30,
         }
         values.update(overrides)
         return values

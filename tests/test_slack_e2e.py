@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bot.chat.blocks import RETRY_ACTION
+from bot.chat.blocks import RETRY_ACTION, ROLLBACK_ACTION
 from bot.runbook.model import ReleaseStatus
 from bot.sandbox.staging_app import StagingState
 from tests.slack_e2e import CHANNEL, SlackHarness
@@ -138,7 +138,7 @@ async def test_failure_offers_retry_which_reopens_the_same_release(
         final = slack.updates(failed.thread_ts)[-1]
         blocks = final["blocks"] if isinstance(final["blocks"], list) else json.loads(final["blocks"])
         buttons = [e for b in blocks if b["type"] == "actions" for e in b["elements"]]
-        assert [b["action_id"] for b in buttons] == [RETRY_ACTION]
+        assert [b["action_id"] for b in buttons] == [RETRY_ACTION, ROLLBACK_ACTION]
         assert "Failed at Smoke test" in final["text"]
 
         state.dashboard_status = 200

@@ -16,7 +16,7 @@ from bot.chat import blocks
 from bot.chat.blocks import Message
 from bot.chat.port import Chat
 from bot.redact import Redactor
-from bot.runbook.model import Decision, Release, StepRecord
+from bot.runbook.model import Decision, Gate, Release, StepRecord
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,7 @@ class _Thread:
     release: Release
     progress: dict[str, str] = field(default_factory=dict)
     gate_ts: dict[str, str] = field(default_factory=dict)
+    gates: dict[str, Gate] = field(default_factory=dict)
     last_update: float = 0.0
     pending: asyncio.Task[None] | None = None
     order: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -81,19 +82,18 @@ class ChatReporter:
     async def gate_opened(self, release: Release, record: StepRecord) -> None:
         assert record.gate is not None
         ts = await self._reply(release, blocks.gate_message(release, record, record.gate))
+        thread = self._thread(release)
+        thread.gates[record.name] = record.gate
         if ts:
-            self._thread(release).gate_ts[record.name] = ts
+            thread.gate_ts[record.name] = ts
         self._touch(release)
 
     async def gate_closed(self, release: Release, record: StepRecord, decision: Decision) -> None:
         thread = self._thread(release)
         ts = thread.gate_ts.pop(record.name, None)
-        gate = release.step(record.name).gate or record.gate
+        gate = thread.gates.pop(record.name, None) or record.gate
         channel = release.channel
         at = decision.at.strftime("%H:%M:%S UTC")
-        if gate is None:
-            stored = self.store.get_release(release.id or 0)
-            gate = stored.step(record.name).gate if stored else None
         if ts and channel and gate is not None:
             await self._update(channel, ts, blocks.gate_answered(record, gate, decision.action,
                                                                  decision.user, at))

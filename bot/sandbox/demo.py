@@ -141,7 +141,10 @@ class Sandbox:
 
     def seed_vercel(self) -> None:
         project = self.vercel.add_project(PROJECT, project_id="prj_pocketphilosopherdemo00",
-                                          git_org=REPO.split("/")[0], git_repo=REPO.split("/")[1])
+                                          git_org=REPO.split("/")[0], git_repo=REPO.split("/")[1],
+                                          # staging's domain follows the staging branch's deployments
+                                          branch_domains={"main": [STAGING_DOMAIN],
+                                                          RELEASE_REF: [STAGING_DOMAIN]})
         old = int((time.time() - 86400 * 3) * 1000)
         for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "TOGETHER_API_KEY", "POSTHOG_API_KEY",
                     "RESEND_API_KEY", "REDIS_URL", "SUPABASE_SERVICE_ROLE_KEY",
@@ -178,6 +181,7 @@ class Sandbox:
             for i in (1, 2, 3)
         ]
         self.supabase.pitr_enabled = True
+        self.supabase.restore_unhealthy_polls = 1
 
     # --- settings -------------------------------------------------------------------------------
     def settings_values(self, urls: dict[str, str], runbook: Path) -> dict[str, Any]:
@@ -329,22 +333,27 @@ async def run_demo(*, keep: bool = False, rollback: bool = True, out: TextIO | N
 
 
 async def _demo_rollback(runtime: Any, release: Release, sandbox: Sandbox, out: TextIO) -> bool:
-    """Roll the release back from the console, as an incident responder would."""
-    try:
-        from bot import rollback
-    except ImportError:
-        print("(rollback is not available in this build)", file=out)
-        return True
+    """Roll the release back from the console, as an incident responder would: every action."""
+    from bot.rollback import Choices, controller
+    from bot.runbook.model import Outcome
+
+    assert release.id is not None
     banner(out, f"Rolling back release #{release.id}")
-    demo = getattr(rollback, "demo_rollback", None)
-    if demo is None:
-        print("(rollback has no demo entry point yet)", file=out)
-        return True
-    result: bool = await demo(runtime, release, reason="Coach answers time out on staging",
-                              tickets=["PP-142"], user=DEMO_USER, out=out)
+    choices = Choices(reason="Coach answers time out on staging", tickets=["PP-142", "PP-143"],
+                      deployment=True, schema=sandbox.postgres is not None, backup=True,
+                      cache=sandbox.redis is not None, confirm_ref=sandbox.supabase.ref)
+    line = f"/release rollback {release.id} {choices.reason}"
+    print(f"{DEMO_USER}> {line}   (form: {', '.join(choices.chosen())}; "
+          f"tickets {', '.join(choices.tickets)})", file=out)
+    report = await controller(runtime).run(release.id, choices, DEMO_USER, "releases")
+    await runtime.reporter.flush()
     alias = sandbox.vercel.aliases.get(STAGING_DOMAIN)
-    print(f"  {STAGING_DOMAIN} now points at {alias}", file=out)
-    return result
+    print(f"\n  {STAGING_DOMAIN} now points at {alias}", file=out)
+    banner(out, f"The release log entry after the rollback (release-bot log show {release.id})")
+    stored = runtime.store.get_release(release.id)
+    print(runtime.redactor(release_table(stored)), file=out)
+    failed = [r.action for r in report.results if r.outcome == Outcome.FAIL]
+    return report.rolled_back and not failed
 
 
 def main() -> int:
