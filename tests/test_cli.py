@@ -14,7 +14,8 @@ from bot.store import Store
 REPO = Path(__file__).resolve().parents[1]
 
 
-def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, env: dict[str, str] | None = None,
+        cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "VERCEL_", "GITHUB_"))}
     base.update(env or {})
     return subprocess.run([sys.executable, "-m", "bot.cli", *args], capture_output=True, text=True,

@@ -105,7 +105,7 @@ phases:
 
 
 async def test_steps_run_in_order_and_every_transition_is_stored_before_it_is_announced() -> None:
-    engine, reporter, store = make_engine({"a": ok(), "b": ok(), "c": ok()}, SEQUENTIAL)
+    engine, reporter, _store = make_engine({"a": ok(), "b": ok(), "c": ok()}, SEQUENTIAL)
     release = await engine.start(ref="main", user="U1", channel="C1")
     done = await engine.wait(release.id or 0)
     assert done.status == ReleaseStatus.SUCCEEDED
@@ -211,7 +211,7 @@ async def test_cancel_stops_a_running_release_and_frees_the_environment() -> Non
             await asyncio.sleep(30)
         return StepResult.ok("ran")
 
-    engine, reporter, store = make_engine({"a": hang, "b": ok(), "c": ok()}, SEQUENTIAL)
+    engine, reporter, _store = make_engine({"a": hang, "b": ok(), "c": ok()}, SEQUENTIAL)
     release = await engine.start(ref="m", user="U", channel=None)
     await started.wait()
     with pytest.raises(EngineError, match="still running"):
@@ -274,7 +274,7 @@ async def test_a_release_waiting_at_a_gate_survives_a_restart(tmp_path: Any) -> 
     await reporter.gates.get()
     await engine.shutdown()  # the process goes away while waiting
 
-    engine2, reporter2, store2 = make_engine({"gated": gated_step(log), "after": ok()}, GATED,
+    engine2, reporter2, _store2 = make_engine({"gated": gated_step(log), "after": ok()}, GATED,
                                              store=Store(path))
     await engine2.recover()
     await reporter2.gates.get()  # resumed: the question is asked again

@@ -32,7 +32,8 @@ def test_passwords_inside_urls_and_bearer_headers() -> None:
 
 
 def test_secret_setting_values_are_masked_even_without_a_known_shape() -> None:
-    settings = make_settings(VERCEL_TOKEN="plain-vercel-token-value", STAGING_TEST_USER_PASSWORD="correct horse")
+    settings = make_settings(VERCEL_TOKEN="plain-vercel-token-value",
+                             STAGING_TEST_USER_PASSWORD="correct horse")
     redact = Redactor(settings.secret_values())
     out = redact("token plain-vercel-token-value and password correct horse")
     assert "plain-vercel-token-value" not in out and "correct horse" not in out

@@ -51,5 +51,5 @@ phases:
 
 
 def test_unreadable_path_names_the_setting(tmp_path: Path) -> None:
-    with pytest.raises(RunbookError, match="RUNBOOK_PATH .*missing.yml: cannot read it"):
+    with pytest.raises(RunbookError, match=r"RUNBOOK_PATH .*missing\.yml: cannot read it"):
         load_runbook(tmp_path / "missing.yml", registry())

@@ -63,9 +63,9 @@ async def test_unknown_ref_is_reported(workspace: Workspace) -> None:
 
 
 async def test_a_test_run_past_its_timeout_fails(workspace: Workspace) -> None:
-    workspace.commit_on_branch("release/slow", {"tests/slow.test.js":
-                               "const t=require('node:test');t('slow',async()=>{await new Promise(r=>setTimeout(r,20000))});\n"},
-                               "slow test")
+    slow = ("const t = require('node:test');\n"
+            "t('slow', async () => { await new Promise((r) => setTimeout(r, 20000)); });\n")
+    workspace.commit_on_branch("release/slow", {"tests/slow.test.js": slow}, "slow test")
     h = harness(workspace, "release/slow")
     h.settings.COMMAND_TIMEOUT_SECONDS = 3
     result = await h.run("tests")
