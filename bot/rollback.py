@@ -223,7 +223,7 @@ def applied_migrations(release: Release) -> list[str]:
     """Versions the release applied: the push step's data, else the release log field."""
     pushed = release.data.get("steps", {}).get("migrations_push") or {}
     applied = pushed.get("applied") if isinstance(pushed, dict) else None
-    if isinstance(applied, list) and applied:
+    if isinstance(applied, list):  # the push step's own record, even when empty
         return [str(v) for v in applied]
     return VERSION.findall(release.fields.get("Migrations Applied", ""))
 

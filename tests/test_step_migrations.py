@@ -336,3 +336,15 @@ def test_gate_key_is_stable_and_bounded() -> None:
     assert gate_key(versions) == gate_key(list(versions))
     assert len(gate_key(versions)) <= 200 and gate_key(versions).startswith("apply-")
     assert gate_key(["1", "2"]) == "apply-1-2"
+
+
+async def test_push_without_a_review_step_pushes_nothing(
+        ws: Workspace, staging: tuple[PostgresServer, str, str], supabase_cli: Path) -> None:
+    server, name, url = staging
+    ws.add_migration(BRANCH, "add_journal", JOURNAL, version=V4)
+    h = harness(settings_for(ws, url, supabase_cli))
+    push = await h.run("migrations_push")
+    assert push.outcome == Outcome.FAIL
+    assert push.summary.startswith("Not pushing 1 pending migrations: nobody approved them")
+    assert push.data == {"applied": [], "unreviewed": [V4]}
+    assert history(server, name) == [V1, V2, V3]

@@ -88,11 +88,13 @@ async def send(
             status = response.status_code
             if status < 300 or status in ok_statuses:
                 return response
-            if status in (401, 403):
+            limited = status == 403 and (
+                "Retry-After" in response.headers or response.headers.get("x-ratelimit-remaining") == "0")
+            if status in (401, 403) and not limited:
                 raise ProviderError(provider, f"{status}: {auth_hint}", status)
-            if status == 429:
+            if status == 429 or limited:
                 wait = retry_after_seconds(response)
-                last = f"rate limited (429, Retry-After {wait:g}s)"
+                last = f"rate limited ({status}, Retry-After {wait:g}s)"
                 if attempt < attempts:
                     await asyncio.sleep(wait)
                     continue

@@ -321,6 +321,11 @@ async def migrations_push(ctx: StepContext) -> StepResult:
     if not pending:
         return StepResult.ok("Nothing to push", data={"applied": []}, fields={FIELD: "none"},
                              details=f"Staging ({target}) already has every migration of the release.")
+    if review is None:
+        return StepResult.fail(
+            f"Not pushing {len(pending)} pending migrations: nobody approved them (this runbook has "
+            "no migrations_review step before migrations_push)",
+            data={"applied": [], "unreviewed": pending})
     if review is not None:
         approved = {str(v) for v in review.get("pending") or []}
         unreviewed = [v for v in pending if v not in approved]

@@ -1,0 +1,47 @@
+"""The shared retry policy: Retry-After on 429 and on GitHub-style 403 rate limits."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from bot.providers.http import ProviderError, make_client, retry_after_seconds, send
+
+
+def transport(responses: list[httpx.Response]) -> httpx.MockTransport:
+    queue = list(responses)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return queue.pop(0)
+
+    return httpx.MockTransport(handler)
+
+
+async def test_403_with_retry_after_is_a_rate_limit_and_is_retried() -> None:
+    t = transport([httpx.Response(403, headers={"Retry-After": "0"}, json={"message": "secondary"}),
+                   httpx.Response(200, json={"ok": True})])
+    async with make_client("https://api.example.test", transport=t) as client:
+        response = await send(client, "GET", "/x", provider="GitHub")
+    assert response.json() == {"ok": True}
+
+
+async def test_plain_403_is_an_auth_failure_not_retried() -> None:
+    t = transport([httpx.Response(403, json={"message": "nope"})])
+    async with make_client("https://api.example.test", transport=t) as client:
+        with pytest.raises(ProviderError, match="403: the token was rejected"):
+            await send(client, "GET", "/x", provider="GitHub")
+
+
+async def test_persistent_429_gives_up_with_a_sentence() -> None:
+    t = transport([httpx.Response(429, headers={"Retry-After": "0"})] * 3)
+    async with make_client("https://api.example.test", transport=t) as client:
+        with pytest.raises(ProviderError, match=r"rate limited \(429, Retry-After 0s\) after 3 attempts"):
+            await send(client, "GET", "/x", provider="Vercel")
+
+
+def test_retry_after_accepts_seconds_and_dates_and_caps() -> None:
+    assert retry_after_seconds(httpx.Response(429, headers={"Retry-After": "7"})) == 7
+    assert retry_after_seconds(httpx.Response(429, headers={"Retry-After": "9999"})) == 60
+    past = "Wed, 21 Oct 2015 07:28:00 GMT"
+    assert retry_after_seconds(httpx.Response(429, headers={"Retry-After": past})) == 0
+    assert retry_after_seconds(httpx.Response(429)) == 1
