@@ -147,14 +147,17 @@ class Store:
     def create_release(self, release: Release) -> Release:
         """Insert a release and its steps; assigns `release.id`."""
         with self._tx():
-            row = self._release_row(release)
-            row.pop("id")
-            table = self.db.table("releases")
-            table.insert(row)
-            release.id = int(table.last_pk or 0)
-            for record in release.steps:
-                self._upsert_step(release.id, record)
+            self._insert(release)
         return release
+
+    def _insert(self, release: Release) -> None:
+        row = self._release_row(release)
+        row.pop("id")
+        table = self.db.table("releases")
+        table.insert(row)
+        release.id = int(table.last_pk or 0)
+        for record in release.steps:
+            self._upsert_step(release.id, record)
 
     def create_release_if_free(self, release: Release) -> Release | None:
         """Insert `release` unless its environment has an active one; return that one if so."""
@@ -165,13 +168,7 @@ class Store:
                 if active is not None:
                     self.db.conn.execute("ROLLBACK")
                     return active
-                row = self._release_row(release)
-                row.pop("id")
-                table = self.db.table("releases")
-                table.insert(row)
-                release.id = int(table.last_pk or 0)
-                for record in release.steps:
-                    self._upsert_step(release.id, record)
+                self._insert(release)
                 self.db.conn.execute("COMMIT")
             except BaseException:
                 self.db.conn.execute("ROLLBACK")

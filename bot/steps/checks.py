@@ -122,22 +122,23 @@ def lint_errors(output: str) -> list[str]:
     return found
 
 
-async def _npm_script(ctx: StepContext, script: str) -> tuple[CommandResult | None, StepResult | None]:
+async def _npm_script(ctx: StepContext, script: str) -> tuple[CommandResult, dict[str, str]] | StepResult:
+    """Run `npm run <script>` at the release ref: (result, data), or the failure that stopped it."""
     try:
         workspace = await prepare_workspace(ctx)
     except WorkspaceError as exc:
-        return None, StepResult.fail(str(exc))
+        return StepResult.fail(str(exc))
     await ctx.progress(f"npm run {script} at {str(workspace['sha'])[:8]}")
     env = child_env()
     env.setdefault("CI", "true")  # test runners: no watch mode, no prompts
     result = await run_command(["npm", "run", script], cwd=ctx.settings.APP_WORKSPACE, env=env,
                                timeout=ctx.settings.COMMAND_TIMEOUT_SECONDS, redact=ctx.redact)
-    return result, None
-
-
-def _sha_data(ctx: StepContext) -> dict[str, str]:
-    workspace = ctx.release.data.get("workspace") or {}
-    return {"tested_sha": str(workspace.get("sha", ""))}
+    data = {"tested_sha": str(workspace.get("sha", ""))}
+    if result.timed_out:
+        return StepResult.fail(
+            f"npm run {script} timed out after {ctx.settings.COMMAND_TIMEOUT_SECONDS:g}s",
+            output_tail=result.tail(), data=data)
+    return result, data
 
 
 @step("tests", title="Tests (npm run test)", phase="prepare", requires=("APP_WORKSPACE",),
@@ -145,15 +146,11 @@ def _sha_data(ctx: StepContext) -> dict[str, str]:
       describe="Check out the release ref in APP_WORKSPACE and run `npm run test`.")
 async def run_tests(ctx: StepContext) -> StepResult:
     """`npm run test` on the release's code; the exit code decides."""
-    result, problem = await _npm_script(ctx, "test")
-    if problem is not None:
-        return problem
-    assert result is not None
-    data = _sha_data(ctx)
+    ran = await _npm_script(ctx, "test")
+    if isinstance(ran, StepResult):
+        return ran
+    result, data = ran
     sha = data["tested_sha"][:8]
-    if result.timed_out:
-        return StepResult.fail(f"npm run test timed out after {ctx.settings.COMMAND_TIMEOUT_SECONDS:g}s",
-                               output_tail=result.tail(), data=data)
     if not result.ok:
         names = failing_tests(result.stdout + "\n" + result.stderr)
         details = "Failing tests:\n" + "\n".join(f"• {n}" for n in names[:20]) if names else ""
@@ -173,15 +170,11 @@ async def run_tests(ctx: StepContext) -> StepResult:
       describe="Run `npm run lint` in APP_WORKSPACE at the release ref.")
 async def run_lint(ctx: StepContext) -> StepResult:
     """`npm run lint` on the release's code; the exit code decides."""
-    result, problem = await _npm_script(ctx, "lint")
-    if problem is not None:
-        return problem
-    assert result is not None
-    data = _sha_data(ctx)
+    ran = await _npm_script(ctx, "lint")
+    if isinstance(ran, StepResult):
+        return ran
+    result, data = ran
     sha = data["tested_sha"][:8]
-    if result.timed_out:
-        return StepResult.fail(f"npm run lint timed out after {ctx.settings.COMMAND_TIMEOUT_SECONDS:g}s",
-                               output_tail=result.tail(), data=data)
     errors = lint_errors(result.stdout + "\n" + result.stderr)
     if not result.ok:
         details = "```\n" + "\n".join(errors[:30]) + "\n```" if errors else ""
