@@ -62,4 +62,5 @@ async def test_redis_lock_admits_one_release_per_environment(redis_server: Redis
     assert await client.pttl(RedisLock.key("staging")) > 0
     await first.release("staging", 1)
     assert await second.acquire("staging", 2)
+    await client.flushall()  # the server is shared by the session's tests
     await client.aclose()

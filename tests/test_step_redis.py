@@ -135,6 +135,7 @@ async def test_flush_all_counts_keys_over_every_database(redis_server: RedisServ
     db0 = aioredis.Redis.from_url(redis_server.url)
     db3 = aioredis.Redis(host="127.0.0.1", port=redis_server.port, db=3)
     try:
+        await db0.flushall()  # the server is shared by the session's tests
         await db0.mset({"cache:a": "1", "cache:b": "2", "cache:c": "3"})
         await db3.set("session:x", "y")
         before, after = await flush_all(redis_server.url, 2)
