@@ -23,6 +23,7 @@ from bot.runbook.loader import load_runbook
 from bot.runbook.registry import load_steps
 from bot.service import ReleaseService
 from bot.store import Store
+from bot.telemetry import BotTelemetry, Reporters
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ class Runtime:
     chat: Chat
     redactor: Redactor
     lock: RedisLock | None = None
+    telemetry: BotTelemetry | None = None
 
 
 def build_redactor(settings: Settings) -> Redactor:
@@ -62,11 +64,14 @@ def build_runtime(settings: Settings, chat: Chat, *, store: Store | None = None,
         lock = RedisLock(aioredis.from_url(settings.secret("REDIS_URL")))
     reporter = ChatReporter(chat, store, redactor, default_channel=settings.RELEASE_CHANNEL,
                             interval=update_interval)
-    engine = Engine(settings=settings, store=store, reporter=reporter, runbook=runbook,
-                    registry=registry, redactor=redactor, lock=lock)
+    telemetry = BotTelemetry.from_settings(settings)
+    engine = Engine(settings=settings, store=store,
+                    reporter=Reporters(reporter, telemetry) if telemetry else reporter,
+                    runbook=runbook, registry=registry, redactor=redactor, lock=lock)
     service = ReleaseService(settings, engine, store)
     runtime = Runtime(settings=settings, store=store, engine=engine, reporter=reporter,
-                      service=service, chat=chat, redactor=redactor, lock=lock)
+                      service=service, chat=chat, redactor=redactor, lock=lock,
+                      telemetry=telemetry)
     _wire_rollback(runtime)
     return runtime
 

@@ -42,6 +42,8 @@ def create_web_app(app: AsyncApp, runtime: Runtime) -> web.Application:
         scheduler.shutdown(wait=False)
         await runtime.engine.shutdown()
         await runtime.reporter.flush()
+        if runtime.telemetry is not None:
+            runtime.telemetry.shutdown()
 
     web_app = web.Application(client_max_size=1024 * 1024)
     web_app.router.add_post("/slack/events", slack_events)

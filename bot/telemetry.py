@@ -1,0 +1,91 @@
+"""The bot's own usage events in PostHog (release started, step failed, release finished).
+
+Off unless `BOT_POSTHOG_API_KEY` is set. Uses the official `posthog` library, which batches and
+sends from its own thread, so a slow or unreachable PostHog never delays a release. Events carry
+ids, names, outcomes and durations — never step details, URLs or anything secret.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from posthog import Posthog
+
+from bot.config import Settings
+from bot.runbook.model import Decision, Release, StepRecord, StepState
+
+log = logging.getLogger(__name__)
+DISTINCT_ID = "release-bot"
+
+
+class BotTelemetry:
+    """A Reporter that sends the bot's own events to PostHog."""
+
+    def __init__(self, client: Posthog) -> None:
+        self.client = client
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **options: Any) -> BotTelemetry | None:
+        """Telemetry for `settings`, or None when BOT_POSTHOG_API_KEY is unset."""
+        key = settings.secret("BOT_POSTHOG_API_KEY")
+        if not key:
+            return None
+        return cls(Posthog(key, host=settings.BOT_POSTHOG_HOST, max_retries=2, timeout=5, **options))
+
+    def _capture(self, event: str, release: Release, **properties: Any) -> None:
+        props = {"release_id": release.id, "environment": release.environment,
+                 "status": release.status.value, **properties}
+        try:
+            self.client.capture(event, distinct_id=DISTINCT_ID, properties=props)
+        except Exception as exc:  # telemetry must never break a release
+            log.warning("bot telemetry failed: %s", type(exc).__name__)
+
+    async def release_started(self, release: Release) -> None:
+        self._capture("release_started", release, steps=len(release.steps))
+
+    async def step_started(self, release: Release, record: StepRecord) -> None:
+        return None
+
+    async def step_progress(self, release: Release, record: StepRecord, text: str) -> None:
+        return None
+
+    async def step_finished(self, release: Release, record: StepRecord) -> None:
+        if record.state in (StepState.FAIL, StepState.SKIPPED):
+            seconds = None
+            if record.started_at and record.finished_at:
+                seconds = (record.finished_at - record.started_at).total_seconds()
+            self._capture(f"release_step_{record.state.value}", release, step=record.name,
+                          seconds=seconds)
+
+    async def gate_opened(self, release: Release, record: StepRecord) -> None:
+        self._capture("release_gate_opened", release, step=record.name)
+
+    async def gate_closed(self, release: Release, record: StepRecord, decision: Decision) -> None:
+        self._capture("release_gate_answered", release, step=record.name, choice=decision.action)
+
+    async def release_finished(self, release: Release) -> None:
+        counts = release.counts()
+        self._capture("release_finished", release, seconds=release.duration_seconds,
+                      skipped=counts.get("skipped", 0), failed=counts.get("fail", 0))
+
+    async def note(self, release: Release, text: str) -> None:
+        return None
+
+    def shutdown(self) -> None:
+        """Send what is queued (called when the bot stops)."""
+        self.client.shutdown()
+
+
+class Reporters:
+    """Fan engine events out to several reporters (chat first, then telemetry)."""
+
+    def __init__(self, *reporters: Any) -> None:
+        self.reporters = reporters
+
+    def __getattr__(self, name: str) -> Any:
+        async def forward(*args: Any) -> None:
+            for reporter in self.reporters:
+                await getattr(reporter, name)(*args)
+
+        return forward
