@@ -102,3 +102,20 @@ def test_dotenv_in_the_working_directory_is_read(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("STAGING_URL=https://from-dotenv.example.test\n")
     out = cli("check-config", env={"DATABASE_PATH": str(tmp_path / "x.db")}, cwd=tmp_path)
     assert "https://from-dotenv.example.test" in out.stdout
+
+
+def test_socket_mode_needs_the_app_token(tmp_path: Path) -> None:
+    out = cli("socket", env={"DATABASE_PATH": str(tmp_path / "x.db"), "SLACK_BOT_TOKEN": "xoxb-1-2"},
+              cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.strip().startswith("release-bot: SLACK_APP_TOKEN is not set: App-level token")
+
+
+def test_socket_mode_app_builds_without_a_signing_secret() -> None:
+    from bot.app import build_bolt_app
+    from tests.helpers import make_settings
+
+    app, runtime = build_bolt_app(make_settings(SLACK_BOT_TOKEN="xoxb-1-2", DATABASE_PATH=":memory:"),
+                                  socket_mode=True)
+    assert runtime.service.rollback is not None  # every front end gets rollback
+    assert app is not None
