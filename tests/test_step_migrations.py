@@ -7,6 +7,7 @@ list what staging lacks, wait at the gate (answered by the harness) and push.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 from typing import Any
@@ -348,3 +349,42 @@ async def test_push_without_a_review_step_pushes_nothing(
     assert push.summary.startswith("Not pushing 1 pending migrations: nobody approved them")
     assert push.data == {"applied": [], "unreviewed": [V4]}
     assert history(server, name) == [V1, V2, V3]
+
+
+async def test_a_retried_push_keeps_the_migrations_an_earlier_attempt_applied(
+        ws: Workspace, staging: tuple[PostgresServer, str, str], supabase_cli: Path) -> None:
+    server, name, url = staging
+    ws.add_migration(BRANCH, "add_journal", JOURNAL, version=V4)
+    ws.add_migration(BRANCH, "half", BROKEN, version=V5)
+    h = harness(settings_for(ws, url, supabase_cli), answer="apply")
+    await h.run("migrations_review")
+    first = await h.run("migrations_push")
+    assert first.outcome == Outcome.FAIL and first.data["applied"] == [V4]
+    # The team fixes the broken migration on the branch and retries the step.
+    ws.add_migration(BRANCH, "half", TAGS, version=V5)
+    h.release.data.pop("workspace", None)
+    retried = await h.run("migrations_push")
+    assert retried.outcome == Outcome.OK, retried.summary
+    assert retried.data["applied"] == [V4, V5]  # both are this release's, for a rollback
+    assert applied_migrations(h.release) == [V4, V5]
+    assert history(server, name) == [V1, V2, V3, V4, V5]
+
+
+async def test_a_push_cancelled_midway_records_what_went_in(
+        ws: Workspace, staging: tuple[PostgresServer, str, str], supabase_cli: Path) -> None:
+    server, name, url = staging
+    ws.add_migration(BRANCH, "add_journal", JOURNAL, version=V4)
+    ws.add_migration(BRANCH, "slow", "create table public.slow (id int);\nselect pg_sleep(120);\n",
+                     version=V5)
+    h = harness(settings_for(ws, url, supabase_cli), answer="apply")
+    await h.run("migrations_review")
+    task = asyncio.create_task(h.run("migrations_push"))
+    async with asyncio.timeout(60):
+        while V4 not in await asyncio.to_thread(history, server, name):  # noqa: ASYNC110 (polling another process)
+            await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert h.release.data["steps"]["migrations_push"]["applied"] == [V4]
+    assert h.release.fields["Migrations Applied"].startswith(f"{V4} add_journal (push cancelled")
+    assert applied_migrations(h.release) == [V4]
