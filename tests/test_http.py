@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -45,3 +47,40 @@ def test_retry_after_accepts_seconds_and_dates_and_caps() -> None:
     past = "Wed, 21 Oct 2015 07:28:00 GMT"
     assert retry_after_seconds(httpx.Response(429, headers={"Retry-After": past})) == 0
     assert retry_after_seconds(httpx.Response(429)) == 1
+
+
+async def test_a_request_that_creates_something_is_not_sent_twice_after_a_5xx() -> None:
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request.method)
+        return httpx.Response(502)
+
+    async with make_client("https://api.example.test", transport=httpx.MockTransport(handler)) as client:
+        with pytest.raises(ProviderError, match="not retried: the request may have been carried out"):
+            await send(client, "POST", "/v13/deployments", provider="Vercel", idempotent=False)
+    assert sent == ["POST"]
+
+
+async def test_deploy_timeout_creates_one_deployment_and_a_retry_reuses_it() -> None:
+    from bot.sandbox.server import FAULTS_KEY, serve
+    from bot.sandbox.vercel import VercelState, create_vercel_app
+    from tests.helpers import StepHarness, make_settings
+
+    state = VercelState()
+    project = state.add_project("app", project_id="prj_app")
+    app = create_vercel_app(state)
+    app[FAULTS_KEY].add("POST /v13/deployments", 0, delay=1.0, times=1)  # slow, then succeeds
+    async with serve(app) as url:
+        settings = make_settings(VERCEL_API_URL=url, VERCEL_TOKEN=state.token,
+                                 VERCEL_PROJECT_ID=project.id, GITHUB_REPOSITORY="acme/app",
+                                 HTTP_TIMEOUT_SECONDS=0.3, DEPLOY_POLL_SECONDS=0.01)
+        harness = StepHarness(settings)
+        harness.release.git_sha = "a" * 40
+        first = await harness.run("deploy")
+        assert first.outcome.value == "fail" and "not retried" in first.summary
+        await asyncio.sleep(1.0)  # the slow request lands
+        assert len(state.deployments) == 1
+        second = await harness.run("deploy")
+    assert second.outcome.value == "ok", second.summary
+    assert second.data["reused"] is True and len(state.deployments) == 1

@@ -73,9 +73,15 @@ async def send(
     backoff: float = 0.5,
     auth_hint: str = "the token was rejected",
     ok_statuses: tuple[int, ...] = (),
+    idempotent: bool = True,
     **kwargs: Any,
 ) -> httpx.Response:
-    """Send with retries; returns a 2xx (or `ok_statuses`) response or raises ProviderError."""
+    """Send with retries; returns a 2xx (or `ok_statuses`) response or raises ProviderError.
+
+    A request that is not `idempotent` (it creates something: a deployment, a restore) is not
+    sent again after a timeout or a 5xx, since the first one may have been carried out; a 429 is
+    still retried, as the server refused it before doing anything.
+    """
     last = ""
     for attempt in range(1, attempts + 1):
         try:
@@ -103,6 +109,8 @@ async def send(
                 last = f"server error {status}"
             else:
                 raise ProviderError(provider, f"{status}: {error_message(response)}", status)
+        if not idempotent:
+            raise ProviderError(provider, f"{last} (not retried: the request may have been carried out)")
         if attempt < attempts:
             await asyncio.sleep(backoff * 2 ** (attempt - 1))
     raise ProviderError(provider, f"{last} (gave up after {attempts} attempts)")

@@ -152,4 +152,5 @@ async def restore_pitr(client: httpx.AsyncClient, ref: str, unix_time: int) -> N
         provider=PROVIDER,
         auth_hint=AUTH_HINT,
         json={"recovery_time_target_unix": int(unix_time)},
+        idempotent=False,
     )

@@ -135,7 +135,8 @@ async def create_deployment(
     if meta:
         body["meta"] = meta
     response = await send(
-        client, "POST", "/v13/deployments", provider=PROVIDER, auth_hint=AUTH_HINT, json=body
+        client, "POST", "/v13/deployments", provider=PROVIDER, auth_hint=AUTH_HINT, json=body,
+        idempotent=False
     )
     created = _object(json_body(response, PROVIDER), "the new deployment")
     if not deployment_id(created):
@@ -153,7 +154,7 @@ async def trigger_hook(client: httpx.AsyncClient, hook_url: str) -> dict[str, An
         try:
             response = await send(
                 hook_client, "POST", parts.path + (f"?{parts.query}" if parts.query else ""),
-                provider=PROVIDER, auth_hint="the deploy hook was refused",
+                provider=PROVIDER, auth_hint="the deploy hook was refused", idempotent=False,
             )
         except ProviderError as exc:
             status = f" ({exc.status})" if exc.status else ""
