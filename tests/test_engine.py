@@ -359,3 +359,36 @@ async def test_progress_is_reported_redacted() -> None:
     await engine.wait((await engine.start(ref="m", user="U", channel=None)).id or 0)
     progress = [text for kind, _, text in reporter.events if kind == "progress"]
     assert progress == ["polling with key [redacted]"]
+
+
+async def test_a_step_can_cancel_the_release_on_a_persons_behalf() -> None:
+    async def cancel(ctx: StepContext) -> StepResult:
+        return StepResult.fail("Release cancelled at the review by <@U7>",
+                               data={"cancel_release": "U7"})
+
+    engine, reporter, _ = make_engine({"a": cancel, "b": ok(), "c": ok()}, SEQUENTIAL)
+    done = await engine.wait((await engine.start(ref="m", user="U", channel=None)).id or 0)
+    assert done.status == ReleaseStatus.CANCELLED
+    assert done.data["cancelled_by"] == "U7"
+    assert [s.state for s in done.steps] == [StepState.CANCELLED] * 3
+    assert reporter.events[-1] == ("release_finished", "", "cancelled")
+
+
+async def test_a_broken_step_or_reporter_never_leaves_the_release_running() -> None:
+    async def broken(ctx: StepContext) -> StepResult:
+        return None  # type: ignore[return-value]
+
+    engine, _, _store = make_engine({"a": broken, "b": ok(), "c": ok()}, SEQUENTIAL)
+    done = await engine.wait((await engine.start(ref="m", user="U", channel=None)).id or 0)
+    assert done.status == ReleaseStatus.FAILED
+    assert "not a StepResult" in (done.step("a").result.summary if done.step("a").result else "")
+
+    class Exploding(RecordingReporter):
+        async def step_finished(self, release: Release, record: StepRecord) -> None:
+            raise RuntimeError("chat is down")
+
+    engine2, _, store2 = make_engine({"a": ok(), "b": ok(), "c": ok()}, SEQUENTIAL)
+    engine2.reporter = Exploding(store2)
+    done2 = await engine2.wait((await engine2.start(ref="m", user="U", channel=None)).id or 0)
+    assert done2.status == ReleaseStatus.FAILED
+    assert store2.active_release("staging") is None  # the environment is free again

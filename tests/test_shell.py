@@ -27,5 +27,10 @@ async def test_output_is_redacted() -> None:
 def test_child_env_drops_the_bots_own_secrets(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-secret")
     monkeypatch.setenv("GITHUB_TOKEN", "ghp_secret")
+    for name in ("SUPABASE_DB_URL", "SUPABASE_DB_PASSWORD", "STAGING_TEST_USER_PASSWORD",
+                 "STAGING_REDIS_URL", "REDIS_URL", "VERCEL_DEPLOY_HOOK_URL"):
+        monkeypatch.setenv(name, "secret-value")
+    monkeypatch.setenv("PATH_LIKE_SETTING", "kept")
     env = child_env({"EXTRA": "1"})
-    assert "SLACK_BOT_TOKEN" not in env and "GITHUB_TOKEN" not in env and env["EXTRA"] == "1"
+    assert "secret-value" not in env.values() and "SLACK_BOT_TOKEN" not in env
+    assert "GITHUB_TOKEN" not in env and env["EXTRA"] == "1" and env["PATH_LIKE_SETTING"] == "kept"

@@ -192,6 +192,7 @@ async def test_cancel_fails_the_step(
     assert review.outcome == Outcome.FAIL
     assert review.summary == "Release cancelled at the migration review by <@UAPPROVER>"
     assert review.data["decision"] == "cancel"
+    assert review.data["cancel_release"] == "UAPPROVER"  # the engine ends the release as cancelled
     assert history(server, name) == [V1, V2, V3]
 
 

@@ -82,17 +82,17 @@ def _kill_group(proc: asyncio.subprocess.Process) -> None:
 
 
 def child_env(extra: dict[str, str] | None = None, drop: tuple[str, ...] = ()) -> dict[str, str]:
-    """The bot's environment for a child process, less `drop` and the bot's own secrets."""
-    secret_names = {
-        "SLACK_BOT_TOKEN",
-        "SLACK_SIGNING_SECRET",
-        "SLACK_APP_TOKEN",
-        "VERCEL_TOKEN",
-        "GITHUB_TOKEN",
-        "POSTHOG_PERSONAL_API_KEY",
-        "SUPABASE_ACCESS_TOKEN",
-        "BOT_POSTHOG_API_KEY",
-    }
+    """The bot's environment for a child process, less `drop` and every secret setting.
+
+    The release's own code runs here (`npm ci` install scripts, tests, Playwright), so no secret
+    setting of the bot is inherited; what a child really needs is passed in `extra`.
+    """
+    from pydantic import SecretStr
+
+    from bot.config import Settings
+
+    secret_names = {name for name, field in Settings.model_fields.items()
+                    if "SecretStr" in str(field.annotation) or field.annotation is SecretStr}
     env = {k: v for k, v in os.environ.items() if k not in secret_names and k not in drop}
     env.update(extra or {})
     return env

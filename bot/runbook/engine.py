@@ -329,9 +329,27 @@ class Engine:
                         results.append(outcome)
                         if outcome == Outcome.FAIL:
                             break
+                canceller = next((r.result.data["cancel_release"] for r in release.steps
+                                  if r.result and r.result.data.get("cancel_release")), None)
+                if canceller:
+                    release.data["cancelled_by"] = canceller
+                    changed = [r for r in release.steps if not r.state.finished]
+                    for record in changed:
+                        record.state = StepState.CANCELLED
+                    return await self._finish(release, ReleaseStatus.CANCELLED, *changed)
                 if Outcome.FAIL in results:
                     return await self._finish(release, ReleaseStatus.FAILED)
             return await self._finish(release, ReleaseStatus.SUCCEEDED)
+        except Exception:
+            # A bug outside a step (store, reporter): never leave the release running and the
+            # environment locked. Mark what was running as failed and finish as failed.
+            log.exception("release #%s stopped by an internal error", release.id)
+            changed = [r for r in release.steps if r.state in (StepState.RUNNING, StepState.WAITING)]
+            for record in changed:
+                record.state = StepState.FAIL
+                record.result = record.result or StepResult.fail("Stopped by an internal error of the bot")
+                record.finished_at = utcnow()
+            return await self._finish(release, ReleaseStatus.FAILED, *changed)
         except asyncio.CancelledError:
             if release.id in self._cancel_requests:
                 user, reason = self._cancel_requests.pop(release.id)
@@ -378,6 +396,8 @@ class Engine:
             else:
                 async with asyncio.timeout(timeout):
                     result = await sdef.run(ctx)
+            if not isinstance(result, StepResult):
+                raise TypeError(f"step returned {type(result).__name__}, not a StepResult")
         except TimeoutError:
             result = StepResult.fail(f"Timed out after {timeout:g}s")
         except asyncio.CancelledError:
@@ -393,6 +413,8 @@ class Engine:
         result = StepResult.model_validate(self.redact.data(result.model_dump()))
         record.result = result
         record.state = StepState(result.outcome.value)
+        if result.data.get("cancel_release"):
+            record.state = StepState.CANCELLED
         record.finished_at = utcnow()
         record.gate = None
         self._merge_fields(release, result)

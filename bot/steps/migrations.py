@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from dataclasses import dataclass
@@ -276,8 +277,9 @@ async def migrations_review(ctx: StepContext) -> StepResult:
         listed = ", ".join(m.file.removesuffix(".sql") for m in pending)
         return StepResult.warn(f"Migrations skipped by {who}", details=text, data=data,
                                fields={FIELD: f"skipped by {who} (pending: {listed})"})
+    # `cancel_release` makes the engine end the release as cancelled, by this person.
     return StepResult.fail(f"Release cancelled at the migration review by {who}",
-                           details=text, data=data)
+                           details=text, data=data | {"cancel_release": decision.user})
 
 
 # --- push --------------------------------------------------------------------------------------
@@ -318,7 +320,15 @@ async def migrations_push(ctx: StepContext) -> StepResult:
     except SupabaseCliError as exc:
         return _cli_failure(ctx, "The Supabase CLI could not list staging's migrations", exc)
     pending = [row.version for row in rows if row.pending]
+    approved_at_review = {str(v) for v in (review or {}).get("pending") or []}
+    # Approved migrations already on staging were applied by an earlier, interrupted attempt
+    # of this release: they are this release's too (a rollback must revert them).
+    earlier = [row.version for row in rows if row.applied and row.version in approved_at_review]
     if not pending:
+        if earlier:
+            listed = _applied_field(earlier, files)
+            return StepResult.ok(f"Nothing left to push; applied by an earlier attempt: {listed}",
+                                 data={"applied": earlier}, fields={FIELD: listed})
         return StepResult.ok("Nothing to push", data={"applied": []}, fields={FIELD: "none"},
                              details=f"Staging ({target}) already has every migration of the release.")
     if review is None:
@@ -337,8 +347,13 @@ async def migrations_push(ctx: StepContext) -> StepResult:
     await ctx.progress(f"supabase db push ({target}): {len(pending)} pending")
     try:
         result = await cli.push(workspace, db_url, project_ref)
+    except asyncio.CancelledError:
+        # Cancelled mid-push: record what already went in before letting the cancel through.
+        await asyncio.shield(_record_partial(ctx, cli, workspace, db_url, project_ref, pending,
+                                             earlier, files))
+        raise
     except MigrationPushError as exc:
-        applied = exc.applied
+        applied = earlier + exc.applied
         failed = exc.failed or "a migration"
         before = _applied_field(applied, files) if applied else "none"
         field = f"{before} (then {failed} failed; not applied)"
@@ -367,7 +382,7 @@ async def migrations_push(ctx: StepContext) -> StepResult:
     except SupabaseCliError as exc:
         failure = _cli_failure(ctx, "supabase db push failed", exc)
         return failure.model_copy(update={"data": {"applied": []}})
-    applied = result.applied
+    applied = earlier + result.applied
     data = {"applied": applied, "files": result.migrations, "target": target}
     if not applied:
         return StepResult.ok("Nothing to push", data=data, fields={FIELD: "none"})
@@ -376,3 +391,23 @@ async def migrations_push(ctx: StepContext) -> StepResult:
     return StepResult.ok(f"Applied {len(applied)} {noun} to staging: {listed}",
                          details="\n".join(f"• `{_label(v, files)}`" for v in applied),
                          data=data, fields={FIELD: listed})
+
+
+async def _record_partial(ctx: StepContext, cli: SupabaseCli, workspace: Path, db_url: str | None,
+                          project_ref: str | None, pending: list[str], earlier: list[str],
+                          files: dict[str, Path]) -> None:
+    """After a cancelled push, write what staging now has of `pending` into the release."""
+    try:
+        rows = await asyncio.wait_for(cli.list_migrations(workspace, db_url, project_ref), 60)
+    except (SupabaseCliError, TimeoutError):
+        applied_now: list[str] = []
+        unknown = True
+    else:
+        applied_now = [r.version for r in rows if r.applied and r.version in set(pending)]
+        unknown = False
+    applied = earlier + applied_now
+    ctx.release.data.setdefault("steps", {})["migrations_push"] = {
+        "applied": applied, "cancelled": True, "unknown": unknown}
+    listed = _applied_field(applied, files) if applied else "none"
+    ctx.release.fields[FIELD] = listed + (" (push cancelled midway)" if applied_now or unknown
+                                          else " (push cancelled before any migration)")
