@@ -487,7 +487,11 @@ class Rollbacks:
         if choices.deployment:
             report.checks = await self._checks(release)
         deploy = report.result(DEPLOYMENT)
-        report.rolled_back = deploy is None or deploy.outcome in (Outcome.OK, Outcome.WARN)
+        if deploy is not None:
+            report.rolled_back = deploy.outcome in (Outcome.OK, Outcome.WARN)
+        else:  # no deployment revert asked: rolled back when something was undone and nothing failed
+            outcomes = [r.outcome for r in report.results]
+            report.rolled_back = Outcome.OK in outcomes and Outcome.FAIL not in outcomes
         self._record(report)
         await self._announce(report, channel)
         return report
@@ -530,6 +534,10 @@ class Rollbacks:
             full = await vercel.get_deployment(client, target.id)
             state = vercel.deployment_state(full)
             fresh = _ref_from_vercel(full, target.source)
+            if report.reverted is not None and fresh.id == report.reverted.id:
+                return ActionResult(DEPLOYMENT, Outcome.FAIL,
+                                    f"Nothing to go back to: {fresh.id} is the release's own "
+                                    "deployment (the same SHA was deployed before).")
             if state != "READY":
                 return ActionResult(DEPLOYMENT, Outcome.FAIL,
                                     f"Deployment {target.id} is {state}, not READY; nothing was "

@@ -358,6 +358,9 @@ async def test_unreachable_redis_fails_the_flush_clearly(env: Env) -> None:
     assert result is not None and result.outcome == Outcome.FAIL
     assert f"connection to 127.0.0.1:{port} refused" in result.summary
     assert "pw-secret-9" not in json.dumps(report.summary())
+    # Only the flush was asked for and it failed: the release is not marked rolled back.
+    assert not report.rolled_back
+    assert runtime.store.get_release(current.id or 0).status != ReleaseStatus.ROLLED_BACK
 
 
 # --- schema ------------------------------------------------------------------------------------
