@@ -130,3 +130,9 @@ async def test_coach_without_session_gets_401_reported() -> None:
     result = await run("coach_stream", StagingState(),
                        fault={"pattern": "POST /api/auth", "status": 200, "body": '{"success": true}'})
     assert result.outcome == Outcome.FAIL and "set no session cookie" in result.summary
+
+
+async def test_coach_answer_buffered_in_one_piece_is_not_streaming() -> None:
+    # Every chunk in one write (a buffering proxy): it parses into chunks, but nothing streamed.
+    result = await run("coach_stream", StagingState(chunk_count=4, buffered_stream=True))
+    assert result.outcome == Outcome.FAIL and "arrived in one piece" in result.summary

@@ -89,6 +89,8 @@ class StagingState:
     first_chunk_delay: float = 0.0
     fail_after_chunks: int | None = None
     pwa_broken: bool = False
+    # Send the whole answer in one write, as a proxy that buffers the stream would.
+    buffered_stream: bool = False
     # Called after each completed coach answer, as the real app captures `i_chat_completed`
     # to PostHog; the demo wires it to the PostHog emulator.
     on_chat_completed: Callable[[dict[str, Any]], None] | None = None
@@ -591,6 +593,7 @@ async def marcus(request: web.Request) -> web.StreamResponse:
     if state.first_chunk_delay:
         await asyncio.sleep(state.first_chunk_delay)
     aggregated = ""
+    held: list[bytes] = []
     for index, delta in enumerate(coach_reply(persona, message, state.chunk_count)):
         if state.fail_after_chunks is not None and index >= state.fail_after_chunks:
             await response.write(_sse("error", {"message": COACH_UNAVAILABLE}))
@@ -600,10 +603,14 @@ async def marcus(request: web.Request) -> web.StreamResponse:
             await asyncio.sleep(state.chunk_delay)
         aggregated += delta
         tokens = max(1, math.ceil(len(aggregated.strip()) / 4))
-        await response.write(_sse("chunk", {"delta": delta, "tokens": tokens}))
+        if state.buffered_stream:
+            held.append(_sse("chunk", {"delta": delta, "tokens": tokens}))
+        else:
+            await response.write(_sse("chunk", {"delta": delta, "tokens": tokens}))
 
     await response.write(
-        _sse(
+        b"".join(held)
+        + _sse(
             "complete",
             {
                 "conversation_id": conversation_id,
