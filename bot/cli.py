@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import sqlite3
 import sys
 from collections.abc import Callable
 from importlib import import_module
@@ -212,6 +213,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except (OSError, sqlite3.Error) as exc:
+        where = getattr(exc, "filename", None) or settings.DATABASE_PATH
+        print(f"release-bot: cannot use {where}: {exc.strerror if isinstance(exc, OSError) else exc} "
+              "(check DATABASE_PATH and the working directory)", file=sys.stderr)
+        return 2
 
 
 def masked(value: Any) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 MASK = "[redacted]"
 
 TOKEN_PATTERNS: list[re.Pattern[str]] = [
-    re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{8,}"),
+    re.compile(r"\bxox[abposre]-[A-Za-z0-9-]{8,}"),
     re.compile(r"\bxapp-[A-Za-z0-9-]{8,}"),
     re.compile(r"\bsk-[A-Za-z0-9_-]{16,}"),
     re.compile(r"\bph[xc]_[A-Za-z0-9]{16,}"),
@@ -23,9 +23,12 @@ TOKEN_PATTERNS: list[re.Pattern[str]] = [
     re.compile(r"\bgithub_pat_[A-Za-z0-9_]{20,}"),
     re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
     re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
+    # libpq keyword strings and the like: password=..., passwd: ..., "password": "..."
+    re.compile(r"""(?i)(\b(?:password|passwd|pwd|secret|api[_-]?key|token)["']?\s*[=:]\s*["']?)[^\s"'&;,]+"""),
 ]
 # scheme://user:password@host -> scheme://user:[redacted]@host
-URL_PASSWORD = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)([^@\s/]+)(@)")
+# The password runs to the last `@` before the host, so a password containing `@` is masked whole.
+URL_PASSWORD = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)([^\s/]+)(@[^@\s/]+)")
 
 
 class Redactor:
@@ -36,9 +39,9 @@ class Redactor:
         self.add(secrets)
 
     def add(self, secrets: Iterable[str]) -> None:
-        """Register more secret values (short values are ignored: they would mask words)."""
+        """Register more secret values (one- to three-character values would mask words)."""
         for value in secrets:
-            if value and len(value) >= 6 and value not in self._secrets:
+            if value and len(value) >= 4 and value not in self._secrets:
                 self._secrets.append(value)
         self._secrets.sort(key=len, reverse=True)
 
@@ -49,15 +52,15 @@ class Redactor:
         """`text` with every secret masked."""
         if not text:
             return text
-        for value in self._secrets:
-            if value in text:
-                text = text.replace(value, MASK)
         text = URL_PASSWORD.sub(lambda m: f"{m.group(1)}{MASK}{m.group(3)}", text)
         for pattern in TOKEN_PATTERNS:
             if pattern.groups:
                 text = pattern.sub(lambda m: f"{m.group(1)}{MASK}", text)
             else:
                 text = pattern.sub(MASK, text)
+        for value in self._secrets:
+            if value in text:
+                text = text.replace(value, MASK)
         return text
 
     def data(self, value: Any) -> Any:

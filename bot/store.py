@@ -17,6 +17,7 @@ from typing import Any
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
+from bot.redact import default_redactor
 from bot.runbook.model import (
     TEMPLATE_FIELDS,
     Decision,
@@ -294,7 +295,9 @@ class Store:
         for name, column in FIELD_COLUMNS.items():
             if column != "git_sha":
                 row[column] = release.fields.get(name, "")
-        return row
+        # Free text (notes, reasons, fields) comes from people and tools: nothing secret is stored.
+        redact = default_redactor()
+        return {key: redact(value) if isinstance(value, str) else value for key, value in row.items()}
 
     def _release(self, row: dict[str, Any]) -> Release:
         fields = {name: row.get(column) or "" for name, column in FIELD_COLUMNS.items()}

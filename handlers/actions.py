@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from bot.chat.blocks import GATE_ACTION_PREFIX, RETRY_ACTION
+from bot.redact import default_redactor
 from bot.runbook.engine import EngineError
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 async def _whisper(respond: AsyncRespond, text: str) -> None:
-    await respond(text=text, response_type="ephemeral", replace_original=False)
+    await respond(text=default_redactor()(text), response_type="ephemeral", replace_original=False)
 
 
 def register(app: AsyncApp, runtime: Runtime) -> None:

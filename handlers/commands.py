@@ -14,6 +14,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from bot.chat.blocks import Message
 from bot.commands import USAGE, ParseError, parse_command
+from bot.redact import Redactor
 
 if TYPE_CHECKING:
     from bot.app import Runtime
@@ -21,11 +22,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def ephemeral(respond: AsyncRespond) -> Any:
-    """A reply callable answering the requester alone through the response URL."""
+def ephemeral(respond: AsyncRespond, redact: Redactor) -> Any:
+    """A reply callable answering the requester alone through the response URL (redacted)."""
 
     async def reply(message: Message) -> None:
-        await respond(text=message.text, blocks=message.blocks or None,
+        await respond(text=redact(message.text), blocks=redact.data(message.blocks) or None,
                       response_type="ephemeral", replace_original=False)
 
     return reply
@@ -52,4 +53,4 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
             return
         await ack()
         await service.run(parsed, user=user, channel=command.get("channel_id", ""),
-                          reply=ephemeral(respond), trigger_id=command.get("trigger_id"))
+                          reply=ephemeral(respond, runtime.redactor), trigger_id=command.get("trigger_id"))

@@ -119,3 +119,11 @@ def test_socket_mode_app_builds_without_a_signing_secret() -> None:
                                   socket_mode=True)
     assert runtime.service.rollback is not None  # every front end gets rollback
     assert app is not None
+
+
+def test_unusable_database_path_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    out = cli("log", env={"DATABASE_PATH": str(blocker / "log.db")}, cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.startswith("release-bot: cannot use") and "DATABASE_PATH" in out.stderr

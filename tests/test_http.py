@@ -84,3 +84,10 @@ async def test_deploy_timeout_creates_one_deployment_and_a_retry_reuses_it() -> 
         second = await harness.run("deploy")
     assert second.outcome.value == "ok", second.summary
     assert second.data["reused"] is True and len(state.deployments) == 1
+
+
+async def test_a_retry_after_longer_than_the_bot_waits_fails_saying_so() -> None:
+    t = transport([httpx.Response(429, headers={"Retry-After": "600"})])
+    async with make_client("https://api.example.test", transport=t) as client:
+        with pytest.raises(ProviderError, match="asks to wait 600s, longer than the bot waits"):
+            await send(client, "GET", "/x", provider="PostHog")

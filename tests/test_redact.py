@@ -43,3 +43,15 @@ def test_nested_data_is_redacted() -> None:
     redact = Redactor(["supersecret"])
     data = {"a": ["x supersecret", {"b": "xoxp-1234567890-abcdef"}], "n": 3}
     assert redact.data(data) == {"a": [f"x {MASK}", {"b": MASK}], "n": 3}
+
+
+def test_more_shapes_found_in_review() -> None:
+    redact = Redactor(["abcd"])
+    assert redact("postgres://u:p@ss@host:5432/db") == f"postgres://u:{MASK}@host:5432/db"
+    assert redact("host=db password=hunter2 user=x") == f"host=db password={MASK} user=x"
+    assert redact('{"password": "s3cr3t"}') == f'{{"password": "{MASK}"}}'
+    assert redact("xoxe-1-abcdefghijkl") == MASK
+    assert redact("pin abcd here") == f"pin {MASK} here"  # four characters are enough
+    assert redact("mail qa@pocketphilosopher.app, https://x.test/a@b") == \
+        "mail qa@pocketphilosopher.app, https://x.test/a@b"
+    assert redact('"tokens": 58') == '"tokens": 58'

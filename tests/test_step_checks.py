@@ -85,3 +85,16 @@ def test_lint_lines_in_unix_and_stylish_formats() -> None:
     out = "src/a.js:3:1  error  Unexpected var  no-var\n  4:10  error  Expected '==='  eqeqeq\n"
     assert lint_errors(out) == ["src/a.js:3:1  error  Unexpected var  no-var",
                                 "4:10  error  Expected '==='  eqeqeq"]
+
+
+async def test_untracked_files_count_as_local_changes(workspace: Workspace) -> None:
+    (workspace.app / "scratch.js").write_text("console.log('left over')\n")
+    result = await harness(workspace, "release/1.2.0").run("tests")
+    assert result.outcome == Outcome.FAIL and "scratch.js" in result.summary
+
+
+async def test_the_tested_sha_is_recorded_even_when_tests_fail(workspace: Workspace) -> None:
+    workspace.break_tests("release/broken")
+    h = harness(workspace, "release/broken")
+    await h.run("tests")
+    assert h.release.git_sha == workspace.sha("release/broken")

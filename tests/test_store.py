@@ -101,3 +101,12 @@ def test_last_successful_before(store: Store) -> None:
     found = store.last_successful_before("staging", 4)
     assert found is not None and found.id == 3
     assert store.last_successful_before("staging", 1) is None
+
+
+def test_free_text_is_stored_redacted(store: Store) -> None:
+    release = sample()
+    release.notes = "ships the fix; ping me, my token is xoxb-123456789012-abcdefghij"
+    release.fields["Rollback Trigger (if used)"] = "db at postgres://app:hunter2hunter2@db/x"
+    store.create_release(release)
+    row = next(iter(store.db.query("select notes, rollback_trigger from releases")))
+    assert "xoxb-1234" not in row["notes"] and "hunter2hunter2" not in row["rollback_trigger"]

@@ -18,6 +18,9 @@ import httpx
 USER_AGENT = "release-bot/0.1 (+https://github.com/steven-d-pennington/pocket-philosopher)"
 
 
+MAX_RETRY_AFTER = 60.0  # seconds; a longer Retry-After fails the call and says so
+
+
 class ProviderError(Exception):
     """A provider call failed in a way the step reports; `status` is the HTTP status if any."""
 
@@ -99,7 +102,10 @@ async def send(
             if status in (401, 403) and not limited:
                 raise ProviderError(provider, f"{status}: {auth_hint}", status)
             if status == 429 or limited:
-                wait = retry_after_seconds(response)
+                wait = retry_after_seconds(response, cap=3600)
+                if wait > MAX_RETRY_AFTER:
+                    raise ProviderError(provider, f"rate limited ({status}); the provider asks to wait "
+                                        f"{wait:g}s, longer than the bot waits", status)
                 last = f"rate limited ({status}, Retry-After {wait:g}s)"
                 if attempt < attempts:
                     await asyncio.sleep(wait)

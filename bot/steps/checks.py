@@ -47,7 +47,7 @@ async def prepare_workspace(ctx: StepContext) -> dict[str, str | bool]:
             return done
     if not (workspace / ".git").exists():
         raise WorkspaceError(f"APP_WORKSPACE {workspace} is not a git checkout")
-    status = await _git(["status", "--porcelain", "--untracked-files=no"], workspace,
+    status = await _git(["status", "--porcelain", "--untracked-files=normal"], workspace,
                         ctx.settings, ctx.redact)
     if not status.ok:
         raise WorkspaceError(f"git status failed: {status.tail(5)}")
@@ -134,6 +134,7 @@ async def _npm_script(ctx: StepContext, script: str) -> tuple[CommandResult, dic
     result = await run_command(["npm", "run", script], cwd=ctx.settings.APP_WORKSPACE, env=env,
                                timeout=ctx.settings.COMMAND_TIMEOUT_SECONDS, redact=ctx.redact)
     data = {"tested_sha": str(workspace.get("sha", ""))}
+    ctx.release.git_sha = ctx.release.git_sha or data["tested_sha"] or None
     if result.timed_out:
         return StepResult.fail(
             f"npm run {script} timed out after {ctx.settings.COMMAND_TIMEOUT_SECONDS:g}s",
@@ -160,8 +161,6 @@ async def run_tests(ctx: StepContext) -> StepResult:
     passed = _count(result.stdout, r"^# pass (\d+)") or _count(result.stdout, r"ℹ pass (\d+)")
     counted = f", {passed} passed" if passed is not None else ""
     fields = {"Manual Tests": f"npm run test passed at {sha}"}
-    if not ctx.release.git_sha and data["tested_sha"]:
-        fields["Git SHA"] = data["tested_sha"]
     return StepResult.ok(f"npm run test passed at {sha}{counted}", data=data, fields=fields)
 
 

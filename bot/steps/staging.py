@@ -20,7 +20,6 @@ from bot.providers.http import ProviderError, error_message, json_body, make_cli
 from bot.runbook.model import Link, StepResult
 from bot.runbook.registry import StepContext, step
 
-
 MIN_STREAM_SPREAD = 0.005  # seconds between the first and the last chunk
 
 
