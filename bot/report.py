@@ -72,6 +72,17 @@ def release_table(release: Release) -> str:
     for record in release.steps:
         summary = record.result.summary if record.result else ""
         lines.append(f"| {record.name} | {record.state.value} | {_cell(summary)} |")
+    rollback = release.data.get("rollback")
+    if isinstance(rollback, dict):
+        lines += ["", f"Rollback by {rollback.get('by')} at {rollback.get('at')}: "
+                  f"{rollback.get('status', '')}", "", "| Action | Outcome | Summary |",
+                  "| ------ | ------- | ------- |"]
+        for action in rollback.get("actions") or []:
+            lines.append(f"| {action.get('action')} | {action.get('outcome')} | "
+                         f"{_cell(str(action.get('summary', '')))} |")
+        for check in rollback.get("checks") or []:
+            lines.append(f"| check: {check.get('step')} | {check.get('outcome')} | "
+                         f"{_cell(str(check.get('summary', '')))} |")
     return "\n".join(lines)
 
 

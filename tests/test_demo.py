@@ -38,6 +38,9 @@ async def test_demo_runs_a_whole_release_and_rolls_it_back() -> None:
     assert "staging.pocketphilosopher.app now points at" in text
     assert "| Rollback Trigger (if used) | Coach answers time out on staging (by demo-user" in text
     assert "release/1.2.0 → staging · rolled_back" in text
+    assert "| Action | Outcome | Summary |" in text  # log show lists each rollback action
+    for action in ("deployment", "schema", "backup", "cache"):
+        assert f"| {action} | ok |" in text, action
     assert "Demo succeeded" in text
     # nothing secret was printed
     for secret in ("phx_demodemo", "sbp_demodemo", "ghp_demodemo", "vercel-demo-token"):

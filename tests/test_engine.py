@@ -61,6 +61,9 @@ class RecordingReporter:
     async def gate_closed(self, release: Release, record: StepRecord, decision: Decision) -> None:
         self.events.append(("gate_closed", record.name, decision.action))
 
+    async def phase_finished(self, release: Release, phase: str, records: list[StepRecord]) -> None:
+        self.events.append(("phase_finished", phase, ",".join(r.name for r in records)))
+
     async def release_finished(self, release: Release) -> None:
         self.events.append(("release_finished", "", self._stored_state(release, None)))
 
@@ -392,3 +395,22 @@ async def test_a_broken_step_or_reporter_never_leaves_the_release_running() -> N
     done2 = await engine2.wait((await engine2.start(ref="m", user="U", channel=None)).id or 0)
     assert done2.status == ReleaseStatus.FAILED
     assert store2.active_release("staging") is None  # the environment is free again
+
+
+async def test_an_always_phase_runs_after_a_failure_and_concurrent_phases_are_summed_up() -> None:
+    async def fail(ctx: StepContext) -> StepResult:
+        return StepResult.fail("down")
+
+    runbook = """
+phases:
+  - {name: v, concurrent: true, steps: [{name: x}, {name: y}]}
+  - {name: more, steps: [{name: z}]}
+  - {name: report, always: true, steps: [{name: links}]}
+"""
+    engine, reporter, _ = make_engine({"x": fail, "y": ok(), "z": ok(), "links": ok()}, runbook)
+    done = await engine.wait((await engine.start(ref="m", user="U", channel=None)).id or 0)
+    assert done.status == ReleaseStatus.FAILED
+    assert done.step("z").state == StepState.PENDING  # skipped phase
+    assert done.step("links").state == StepState.OK  # the always phase ran
+    assert ("phase_finished", "v", "x,y") in reporter.events
+    assert reporter.names("started")[-1] == "links"

@@ -65,8 +65,11 @@ async def test_release_start_posts_parent_updates_and_one_reply_per_step(
         assert updates, "the parent message was never updated"
         assert "Succeeded in" in updates[-1]["text"]
         replies = texts(slack.thread(ts))
-        step_replies = replies[:-1]
+        step_replies, summary = replies[:-2], replies[-2]
         assert len(step_replies) == 3
+        assert "*Validate summary*: 3 of 3 checks passed" in summary
+        for title in ("Smoke test", "Health endpoint", "AI coach"):
+            assert title in summary
         for title in ("Smoke test", "Health endpoint", "AI coach"):
             assert sum(title in r for r in step_replies) == 1, (title, step_replies)
         assert "Succeeded in" in replies[-1]

@@ -244,6 +244,15 @@ def final_message(release: Release) -> Message:
     return Message(text="\n".join(lines), blocks=_dicts(blocks), summary=status)
 
 
+def phase_summary(phase: str, records: list[StepRecord]) -> Message:
+    """One table closing a concurrent phase: every check, its verdict and what it found."""
+    rows = [[r.title, r.state.value, (r.result.summary if r.result else "")[:90]] for r in records]
+    bad = sum(1 for r in records if r.state == StepState.FAIL)
+    head = f"*{phase.capitalize()} summary*: {len(records) - bad} of {len(records)} checks passed"
+    text = head + "\n" + table(["check", "verdict", "found"], rows)
+    return Message(text=text, blocks=_dicts([section(cut(text))]), summary=head)
+
+
 def note_message(text: str) -> Message:
     return Message(text=text, blocks=_dicts([section(text)]), summary=text)
 

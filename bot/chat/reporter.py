@@ -102,6 +102,9 @@ class ChatReporter:
                 f"*{record.title}*: <@{decision.user}> chose `{decision.action}` at {at}"))
         self._touch(release)
 
+    async def phase_finished(self, release: Release, phase: str, records: list[StepRecord]) -> None:
+        await self._reply(release, blocks.phase_summary(phase, records))
+
     async def release_finished(self, release: Release) -> None:
         thread = self._thread(release)
         thread.release = release

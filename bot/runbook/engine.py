@@ -48,6 +48,7 @@ class Reporter(Protocol):
     async def step_finished(self, release: Release, record: StepRecord) -> None: ...
     async def gate_opened(self, release: Release, record: StepRecord) -> None: ...
     async def gate_closed(self, release: Release, record: StepRecord, decision: Decision) -> None: ...
+    async def phase_finished(self, release: Release, phase: str, records: list[StepRecord]) -> None: ...
     async def release_finished(self, release: Release) -> None: ...
     async def note(self, release: Release, text: str) -> None: ...
 
@@ -312,7 +313,10 @@ class Engine:
     async def _run(self, release: Release) -> Release:
         assert release.id is not None
         try:
+            failed = False
             for phase in self.runbook.phases:
+                if failed and not phase.always:
+                    continue
                 todo = [
                     (spec, release.step(spec.name))
                     for spec in phase.steps
@@ -337,9 +341,12 @@ class Engine:
                     for record in changed:
                         record.state = StepState.CANCELLED
                     return await self._finish(release, ReleaseStatus.CANCELLED, *changed)
-                if Outcome.FAIL in results:
-                    return await self._finish(release, ReleaseStatus.FAILED)
-            return await self._finish(release, ReleaseStatus.SUCCEEDED)
+                if phase.concurrent and len(todo) > 1:
+                    await self.reporter.phase_finished(release, phase.name,
+                                                       [release.step(s.name) for s, _ in todo])
+                failed = failed or Outcome.FAIL in results
+            return await self._finish(release, ReleaseStatus.FAILED if failed
+                                      else ReleaseStatus.SUCCEEDED)
         except Exception:
             # A bug outside a step (store, reporter): never leave the release running and the
             # environment locked. Mark what was running as failed and finish as failed.

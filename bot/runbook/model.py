@@ -204,6 +204,7 @@ class PhaseSpec(BaseModel):
 
     name: str
     concurrent: bool = False
+    always: bool = False  # runs even after an earlier phase failed (e.g. monitoring links)
     steps: list[StepSpec]
 
 
