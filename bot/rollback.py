@@ -667,18 +667,26 @@ class Rollbacks:
             limit = settings.RESTORE_TIMEOUT_SECONDS
             data: dict[str, Any] = {"recovery_time_target_unix": target, "project_ref": ref}
             last = "not read yet"
+            seen_down = False  # a healthy answer only counts once the restore has visibly begun
             while True:
                 try:
                     health = await supabase_api.project_health(client, ref, ("db",))
                     db = next((h for h in health if h.name == "db"), None)
                     last = db.status if db else "MISSING"
-                    if db is not None and db.healthy:
+                    if db is not None and db.healthy and seen_down:
                         break
+                    seen_down = seen_down or db is None or not db.healthy
                 except ProviderError as exc:
                     last = str(exc)
+                    seen_down = True
                 waited = time.monotonic() - started
                 if waited >= limit:
                     data["last_health"] = last
+                    if not seen_down:
+                        return ActionResult(BACKUP, Outcome.WARN,
+                                            f"Restore to {_stamp(when)} was accepted, but the database "
+                                            f"never showed it restoring within {limit:g}s; check the "
+                                            "Supabase dashboard.", data=data)
                     return ActionResult(BACKUP, Outcome.FAIL,
                                         f"Restore to {_stamp(when)} started, but the database was "
                                         f"not healthy after {limit:g}s (last: {last}).", data=data)

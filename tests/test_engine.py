@@ -414,3 +414,26 @@ phases:
     assert done.step("links").state == StepState.OK  # the always phase ran
     assert ("phase_finished", "v", "x,y") in reporter.events
     assert reporter.names("started")[-1] == "links"
+
+
+async def test_a_release_finished_by_another_process_starts_no_more_steps() -> None:
+    gate = asyncio.Event()
+
+    async def first(ctx: StepContext) -> StepResult:
+        await gate.wait()
+        return StepResult.ok("done")
+
+    engine, reporter, store = make_engine({"a": first, "b": ok(), "c": ok()}, SEQUENTIAL)
+    release = await engine.start(ref="m", user="U", channel=None)
+    await asyncio.sleep(0.05)
+    other = store.get_release(release.id or 0)  # another process cancels it (e.g. a CLI rollback)
+    assert other is not None
+    other.status = ReleaseStatus.CANCELLED
+    other.data["rollback"] = {"by": "oncall"}
+    store.save_release(other)
+    gate.set()
+    await engine.wait(release.id or 0)
+    assert "b" not in reporter.names("started")
+    stored = store.get_release(release.id or 0)
+    assert stored is not None and stored.status == ReleaseStatus.CANCELLED
+    assert stored.data["rollback"] == {"by": "oncall"}

@@ -294,6 +294,17 @@ async def test_backup_restore_to_before_the_release_waits_for_a_healthy_database
     assert report.rolled_back  # the deployment was not asked for
 
 
+async def test_a_restore_that_never_visibly_starts_is_not_reported_as_done(env: Env) -> None:
+    env.supabase.restore_unhealthy_polls = 0  # the database keeps answering healthy
+    runtime, _ = make_runtime(env.settings(RESTORE_TIMEOUT_SECONDS=0.5))
+    current = add_release(runtime.store, dep=env.new)
+    report = await controller(runtime).run(
+        current.id or 0, Choices(reason="r", deployment=False, backup=True, confirm_ref=REF), "U1")
+    restored = report.result(BACKUP)
+    assert restored is not None and restored.outcome == Outcome.WARN
+    assert "never showed it restoring" in restored.summary
+
+
 @pytest.mark.parametrize("case", ["refused", "timeout", "wrong_ref", "no_pitr"])
 async def test_backup_restore_failures(env: Env, case: str) -> None:
     confirm = REF

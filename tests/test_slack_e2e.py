@@ -144,6 +144,10 @@ async def test_failure_offers_retry_which_reopens_the_same_release(
         assert [b["action_id"] for b in buttons] == [RETRY_ACTION, ROLLBACK_ACTION]
         assert "Failed at Smoke test" in final["text"]
 
+        # The bot keeps serving after a provider failure: the next command is answered.
+        _, key = await slack.command("status")
+        assert "Failed at Smoke test" in (await slack.wait_response(key))["text"]
+
         state.dashboard_status = 200
         response, _ = await slack.press(RETRY_ACTION, "1", message_ts=failed.thread_ts)
         assert response.status_code == 200

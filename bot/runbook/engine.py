@@ -53,6 +53,14 @@ class Reporter(Protocol):
     async def note(self, release: Release, text: str) -> None: ...
 
 
+class _StoppedElsewhere(Exception):
+    """The stored release was finished by another process while this one ran it."""
+
+    def __init__(self, release: Release) -> None:
+        self.release = release
+        super().__init__(release.status.value)
+
+
 class EngineError(Exception):
     """A request the engine refuses, with a message for the person who made it."""
 
@@ -347,6 +355,11 @@ class Engine:
                 failed = failed or Outcome.FAIL in results
             return await self._finish(release, ReleaseStatus.FAILED if failed
                                       else ReleaseStatus.SUCCEEDED)
+        except _StoppedElsewhere as stopped:
+            log.info("release #%s was %s elsewhere; stopping", release.id, stopped.release.status.value)
+            if self.lock is not None and release.id is not None:
+                await self.lock.release(release.environment, release.id)
+            return stopped.release
         except Exception:
             # A bug outside a step (store, reporter): never leave the release running and the
             # environment locked. Mark what was running as failed and finish as failed.
@@ -374,6 +387,7 @@ class Engine:
                 self._gates.pop(key, None)
 
     async def _run_step(self, release: Release, spec: StepSpec, record: StepRecord) -> Outcome:
+        self._check_elsewhere(release)
         sdef = self.registry[spec.name]
         reason = spec.skip or sdef.skip_reason(self.settings)
         if reason is not None:
@@ -426,6 +440,11 @@ class Engine:
         record.gate = None
         self._merge_fields(release, result)
         release.data.setdefault("steps", {})[record.name] = result.data
+        try:
+            self._check_elsewhere(release)
+        except _StoppedElsewhere:
+            self.store.save_step(release, record)  # keep the step's result, not our release row
+            raise
         self.store.save(release, record)
         await self.reporter.step_finished(release, record)
 
@@ -439,6 +458,13 @@ class Engine:
                     release.fields[name] += "\n" + value
             else:
                 release.fields[name] = value
+
+    def _check_elsewhere(self, release: Release) -> None:
+        """Raise _StoppedElsewhere when another process finished this release (e.g. a CLI
+        rollback cancelled it): start nothing more and do not overwrite what it stored."""
+        stored = self.store.get_release(release.id or 0)
+        if stored is not None and not stored.status.active:
+            raise _StoppedElsewhere(stored)
 
     async def _ask(self, release: Release, record: StepRecord, gate: Gate) -> Decision:
         assert release.id is not None
