@@ -151,7 +151,39 @@ GRANT USAGE ON SCHEMA auth, extensions TO anon, authenticated, service_role;
 """
 
 
-class PostgresServer:
+class _Service:
+    """`with` and `async with` for a server with `start()` (returning itself) and `stop()`."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Self:
+        return await asyncio.to_thread(self.start)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await asyncio.to_thread(self.stop)
+
+
+class PostgresServer(_Service):
     """A throwaway PostgreSQL server on 127.0.0.1, password auth, deleted on exit.
 
     As root the server runs as the `postgres` user (PostgreSQL refuses to run as root) through
@@ -269,28 +301,6 @@ class PostgresServer:
                 )
         self.port = 0
         shutil.rmtree(base_dir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> Self:
-        return await asyncio.to_thread(self.start)
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await asyncio.to_thread(self.stop)
 
     # -- SQL through the bundled psql --
 
@@ -502,7 +512,7 @@ def redis_ping(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-class RedisServer:
+class RedisServer(_Service):
     """A throwaway `redis-server` on 127.0.0.1 with no persistence, stopped on exit.
 
     Runs `redis-server --port <free> --bind 127.0.0.1 --save '' --appendonly no --dir <tmp>`,
@@ -593,28 +603,6 @@ class RedisServer:
         base_dir, self.base_dir = self.base_dir, None
         if base_dir is not None:
             shutil.rmtree(base_dir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> Self:
-        return await asyncio.to_thread(self.start)
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await asyncio.to_thread(self.stop)
 
 
 def _terminate(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
