@@ -349,7 +349,7 @@ class Rollbacks:
                          "not set to ask Vercel"
         current = deployment_of(release)
         project = str(settings.VERCEL_PROJECT_ID)
-        target = None if settings.VERCEL_TARGET == "production" else settings.VERCEL_TARGET
+        target = settings.VERCEL_TARGET  # production included: only production deployments
         async with vercel.vercel_client(settings) as client:
             if current is not None:
                 found = await vercel.previous_ready_deployment(client, project, target, current.id)

@@ -136,6 +136,17 @@ async def test_preview_branch_target_deploys_that_branch(vc: Vercel) -> None:
     assert vc.state.aliases["staging.example.test"] == result.data["deployment_id"]
 
 
+async def test_production_target_deploys_to_production_and_a_retry_reuses_it(vc: Vercel) -> None:
+    settings = vc.settings(VERCEL_TARGET="production")
+    result = await StepHarness(settings, release()).run("deploy")
+    assert result.outcome == Outcome.OK, result.summary
+    posts = [c for c in vc.app[CALLS_KEY] if c["method"] == "POST" and c["path"] == "/v13/deployments"]
+    body = json.loads(posts[0]["body"])
+    assert body["target"] == "production" and "customEnvironmentSlugOrId" not in body
+    again = await StepHarness(settings, release()).run("deploy")
+    assert again.data["reused"] is True and again.data["deployment_id"] == result.data["deployment_id"]
+
+
 async def test_build_error_fails_with_the_error_message(vc: Vercel) -> None:
     vc.state.build_script = BuildScript(outcome=ERROR, error_message='Command "npm run build" exited with 1')
     result = await StepHarness(vc.settings(), release()).run("deploy")

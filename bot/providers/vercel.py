@@ -47,10 +47,13 @@ def _object(body: Any, what: str) -> dict[str, Any]:
 
 
 def parse_target(target: str) -> tuple[str, str | None]:
-    """VERCEL_TARGET as (kind, value): ("preview", None), ("preview", branch) or ("custom", slug/id)."""
+    """VERCEL_TARGET as (kind, value): ("preview", None), ("preview", branch), ("production", None)
+    or ("custom", slug/id)."""
     target = (target or "preview").strip()
     if target == "preview":
         return "preview", None
+    if target == "production":
+        return "production", None
     if target.startswith("preview:"):
         branch = target.partition(":")[2].strip()
         return "preview", branch or None
@@ -65,6 +68,8 @@ def target_matches(deployment: dict[str, Any], target: str | None) -> bool:
     custom = deployment.get("customEnvironment")
     if kind == "custom":
         return isinstance(custom, dict) and value in (custom.get("id"), custom.get("slug"))
+    if kind == "production":
+        return not custom and deployment.get("target") == "production"
     if custom or deployment.get("target") not in (None, "preview"):
         return False
     if value is None:
@@ -132,6 +137,8 @@ async def create_deployment(
     }
     if kind == "custom" and value:
         body["customEnvironmentSlugOrId"] = value
+    if kind == "production":
+        body["target"] = "production"
     if meta:
         body["meta"] = meta
     response = await send(
