@@ -83,6 +83,12 @@ def ok(summary: str = "fine") -> StepFn:
     return run
 
 
+def fail(summary: str = "down") -> StepFn:
+    async def run(ctx: StepContext) -> StepResult:
+        return StepResult.fail(summary)
+    return run
+
+
 def make_engine(steps: dict[str, StepFn], runbook_yaml: str, store: Store | None = None,
                 requires: dict[str, tuple[str, ...]] | None = None,
                 **settings: Any) -> tuple[Engine, RecordingReporter, Store]:
@@ -153,15 +159,12 @@ async def test_concurrent_phase_runs_its_checks_at_the_same_time() -> None:
 
 
 async def test_a_failing_concurrent_check_lets_the_others_finish_then_fails() -> None:
-    async def fail(ctx: StepContext) -> StepResult:
-        return StepResult.fail("down")
-
     runbook = """
 phases:
   - {name: v, concurrent: true, steps: [{name: x}, {name: y}]}
   - {name: after, steps: [{name: z}]}
 """
-    engine, reporter, _ = make_engine({"x": fail, "y": ok(), "z": ok()}, runbook)
+    engine, reporter, _ = make_engine({"x": fail(), "y": ok(), "z": ok()}, runbook)
     done = await engine.wait((await engine.start(ref="m", user="U", channel=None)).id or 0)
     assert done.status == ReleaseStatus.FAILED
     assert done.step("y").state == StepState.OK
@@ -398,16 +401,13 @@ async def test_a_broken_step_or_reporter_never_leaves_the_release_running() -> N
 
 
 async def test_an_always_phase_runs_after_a_failure_and_concurrent_phases_are_summed_up() -> None:
-    async def fail(ctx: StepContext) -> StepResult:
-        return StepResult.fail("down")
-
     runbook = """
 phases:
   - {name: v, concurrent: true, steps: [{name: x}, {name: y}]}
   - {name: more, steps: [{name: z}]}
   - {name: report, always: true, steps: [{name: links}]}
 """
-    engine, reporter, _ = make_engine({"x": fail, "y": ok(), "z": ok(), "links": ok()}, runbook)
+    engine, reporter, _ = make_engine({"x": fail(), "y": ok(), "z": ok(), "links": ok()}, runbook)
     done = await engine.wait((await engine.start(ref="m", user="U", channel=None)).id or 0)
     assert done.status == ReleaseStatus.FAILED
     assert done.step("z").state == StepState.PENDING  # skipped phase

@@ -100,26 +100,28 @@ async def _install_if_lock_changed(workspace: Path, ctx: StepContext) -> bool:
     return True
 
 
+def _captures(output: str, pattern: re.Pattern[str]) -> list[str]:
+    """For each line `pattern` matches, its first non-empty group, stripped."""
+    found: list[str] = []
+    for line in output.splitlines():
+        match = pattern.match(line)
+        if match:
+            found.append(next(g for g in match.groups() if g).strip())
+    return found
+
+
 def failing_tests(output: str) -> list[str]:
     """Names of failing tests in node:test (TAP or spec), Jest or Vitest output."""
     names: list[str] = []
-    for line in output.splitlines():
-        match = FAILING_TEST.match(line)
-        if match:
-            name = next(g for g in match.groups() if g).strip()
-            if name not in names and not name.startswith("failing tests"):
-                names.append(name)
+    for name in _captures(output, FAILING_TEST):
+        if name not in names and not name.startswith("failing tests"):
+            names.append(name)
     return names
 
 
 def lint_errors(output: str) -> list[str]:
     """ESLint-style `file:line:col  error  message  rule` lines (or stylish `line:col` lines)."""
-    found: list[str] = []
-    for line in output.splitlines():
-        match = LINT_LINE.match(line)
-        if match:
-            found.append(next(g for g in match.groups() if g).strip())
-    return found
+    return _captures(output, LINT_LINE)
 
 
 async def _npm_script(ctx: StepContext, script: str) -> tuple[CommandResult, dict[str, str]] | StepResult:
