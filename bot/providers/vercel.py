@@ -10,6 +10,7 @@ sentence on failure.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -258,6 +259,53 @@ async def previous_ready_deployment(
             continue
         if target_matches(item, target):
             return item
+    return None
+
+
+async def get_alias(client: httpx.AsyncClient, id_or_alias: str) -> dict[str, Any] | None:
+    """`GET /v4/aliases/{idOrAlias}`: the alias (a domain or alias id), or None when it is unknown.
+
+    The OpenAPI description types the 200 body as an array of aliases while the live API answers
+    one object; both are accepted.
+    """
+    response = await send(
+        client,
+        "GET",
+        f"/v4/aliases/{_seg(id_or_alias)}",
+        provider=PROVIDER,
+        auth_hint=AUTH_HINT,
+        ok_statuses=(404,),
+    )
+    if response.status_code == 404:
+        return None
+    body = json_body(response, PROVIDER)
+    if isinstance(body, list):
+        body = next((item for item in body if isinstance(item, dict)), None)
+        if body is None:
+            return None
+    return _object(body, "the alias")
+
+
+def alias_deployment_id(alias: dict[str, Any]) -> str | None:
+    """The deployment an alias points at (`deploymentId`, else `deployment.id`)."""
+    value = alias.get("deploymentId")
+    if not value:
+        deployment = alias.get("deployment")
+        value = deployment.get("id") if isinstance(deployment, dict) else None
+    return str(value) if value else None
+
+
+def alias_deployment_sha(alias: dict[str, Any]) -> str | None:
+    """The Git commit of the aliased deployment, from its meta (a JSON string in the spec)."""
+    deployment = alias.get("deployment")
+    meta: Any = deployment.get("meta") if isinstance(deployment, dict) else None
+    if isinstance(meta, str):
+        try:
+            meta = json.loads(meta)
+        except ValueError:
+            return None
+    if isinstance(meta, dict) and meta.get("githubCommitSha"):
+        return str(meta["githubCommitSha"])
     return None
 
 

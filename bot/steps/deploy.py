@@ -174,6 +174,9 @@ def _deploy_data(dep: dict[str, Any], sha: str, reused: bool) -> dict[str, Any]:
         "state": vercel.deployment_state(dep),
         "sha": sha,
         "reused": reused,
+        "alias": None,
+        "alias_previous": None,
+        "alias_repointed": None,
     }
 
 
@@ -257,20 +260,52 @@ async def run_deploy(ctx: StepContext) -> StepResult:
                 f"Vercel deployment of {sha[:7]} failed to start or be read: {exc}",
                 links=_deploy_links(data), data=data,
             )
-    took = time.monotonic() - start
-    links = _deploy_links(data)
-    if state == "READY":
-        again = " (reused the existing deployment)" if reused else ""
-        return StepResult.ok(
-            f"Deployed {sha[:7]} to {data['url']} in {took:.0f}s{again}",
-            details=f"Deployment `{dep_id}` created {data['created_at']}, ready {data['ready_at']}.",
-            links=links, data=data,
-        )
+        took = time.monotonic() - start
+        links = _deploy_links(data)
+        if state == "READY":
+            again = " (reused the existing deployment)" if reused else ""
+            deployed = f"Deployed {sha[:7]} to {data['url']} in {took:.0f}s{again}"
+            domain = settings.staging_domain
+            try:
+                serving = await _point_domain(ctx, client, domain, dep_id, data)
+            except ProviderError as exc:
+                return StepResult.fail(
+                    f"{deployed}, but {domain} could not be pointed at it: {exc}",
+                    links=links, data=data,
+                )
+            created = f"Deployment `{dep_id}` created {data['created_at']}, ready {data['ready_at']}."
+            return StepResult.ok(f"{deployed}; {serving}", details=f"{created}\n{serving}.",
+                                 links=links, data=data)
     if state == "ERROR":
         reason = dep.get("errorMessage") or dep.get("readyStateReason") or dep.get("errorCode")
         because = f": {reason}" if reason else ""
         return StepResult.fail(f"Vercel build of {sha[:7]} failed{because}", links=links, data=data)
     return StepResult.fail(f"Vercel deployment {dep_id} was {state.lower()}.", links=links, data=data)
+
+
+async def _point_domain(
+    ctx: StepContext, client: Any, domain: str | None, dep_id: str, data: dict[str, Any]
+) -> str:
+    """Make staging's domain serve `dep_id`: look the alias up, re-point it when it is elsewhere.
+
+    A reused deployment keeps whatever the domain pointed at since (after a rollback, the
+    rolled-back-to build), and Vercel only assigns a domain automatically to new deployments, so
+    the alias is checked after every READY deployment. Records `alias`, `alias_previous` (the
+    deployment it pointed at before) and `alias_repointed` in `data`; says what it did.
+    """
+    if not domain:
+        return "no staging domain to check (STAGING_DOMAIN and STAGING_URL are not set)"
+    data["alias"] = domain
+    alias = await vercel.get_alias(client, domain)
+    before = vercel.alias_deployment_id(alias) if alias else None
+    data["alias_previous"] = before
+    if before == dep_id:
+        data["alias_repointed"] = False
+        return f"{domain} already served it"
+    await ctx.progress(f"pointing {domain} at {dep_id}")
+    await vercel.assign_alias(client, dep_id, domain)
+    data["alias_repointed"] = True
+    return f"{domain} re-pointed from {before}" if before else f"{domain} pointed at it"
 
 
 async def _find_after_hook(
