@@ -273,6 +273,52 @@ async def test_vercel_responses_carry_the_specs_required_properties() -> None:
     assert _missing_required(spec, _response_schema(spec, "/v6/deployments", "get"), listed, "list") == []
 
 
+async def test_vercel_alias_lookup_and_assignment_follow_the_spec() -> None:
+    spec = _spec()
+    assert spec is not None
+    state = vercel_state(build_script=BuildScript(queued_polls=0, building_polls=0))
+    async with client_for(create_vercel_app(state), "vt") as client:
+        first = await _deploy(client)
+        second = await _deploy(client)
+        assert (await client.get("/v4/aliases/s.example.test", params=T)).status_code == 404
+        assigned = await client.post(
+            f"/v2/deployments/{first['id']}/aliases", params=T, json={"alias": "s.example.test"}
+        )
+        moved = await client.post(
+            f"/v2/deployments/{second['id']}/aliases", params=T, json={"alias": "s.example.test"}
+        )
+        by_name = await client.get("/v4/aliases/s.example.test", params=T)
+        (alias,) = by_name.json()
+        by_uid = await client.get(f"/v4/aliases/{alias['uid']}", params=T)
+        mine = await client.get("/v4/aliases/s.example.test", params={**T, "projectId": "prj_pocket"})
+        other = await client.get("/v4/aliases/s.example.test", params={**T, "projectId": "prj_other"})
+        listed = await client.get(f"/v2/deployments/{second['id']}/aliases", params=T)
+        events = await client.get(f"/v3/deployments/{second['id']}/events", params=T)
+        no_team = await client.get("/v4/aliases/s.example.test")
+    assert assigned.json()["oldDeploymentId"] is None
+    assert moved.json()["oldDeploymentId"] == first["id"]
+    assert alias["deploymentId"] == second["id"] and alias["deployment"]["id"] == second["id"]
+    assert alias["projectId"] == "prj_pocket" and alias["alias"] == "s.example.test"
+    assert json.loads(alias["deployment"]["meta"])["githubCommitSha"] == "a" * 40  # a JSON string
+    assert by_uid.json()[0]["alias"] == "s.example.test"
+    assert mine.status_code == 200 and other.status_code == 404
+    assert other.json()["error"]["code"] == "not_found"
+    assert no_team.status_code == 403
+    assert state.serving("s.example.test") is not None and state.serving_sha("s.example.test") == "a" * 40
+    assert "s.example.test" in [a["alias"] for a in listed.json()["aliases"]]
+    checks = [
+        ("/v4/aliases/{idOrAlias}", "get", by_name.json()),
+        ("/v2/deployments/{id}/aliases", "post", moved.json()),
+        ("/v2/deployments/{id}/aliases", "get", listed.json()),
+        ("/v3/deployments/{idOrUrl}/events", "get", events.json()),
+    ]
+    for path, method, body in checks:
+        assert _missing_required(spec, _response_schema(spec, path, method), body, path) == []
+    kinds = spec["paths"]["/v3/deployments/{idOrUrl}/events"]["get"]["responses"]["200"]["content"][
+        "application/json"]["schema"]["items"]["oneOf"][0]["properties"]["type"]["enum"]
+    assert {e["type"] for e in events.json()} <= set(kinds)
+
+
 # --- GitHub ---------------------------------------------------------------------------------
 
 

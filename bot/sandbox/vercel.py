@@ -272,6 +272,16 @@ class VercelState:
         self._alias_uids[alias] = (self.new_id("", 24), self.now_ms())
         return old
 
+    def serving(self, alias: str) -> Deployment | None:
+        """The deployment `alias` (a domain) points at now, or None."""
+        dep_id = self.aliases.get(alias)
+        return self.deployments.get(dep_id) if dep_id else None
+
+    def serving_sha(self, alias: str) -> str | None:
+        """The Git commit `alias` serves now (for a sandbox app that reports its commit)."""
+        dep = self.serving(alias)
+        return dep.sha if dep else None
+
     def alias_record(self, alias: str) -> tuple[str, int]:
         """The alias uid and creation time (ms)."""
         if alias not in self._alias_uids:
@@ -715,15 +725,17 @@ async def list_deployment_aliases(request: web.Request) -> web.Response:
 
 
 async def get_alias(request: web.Request) -> web.Response:
-    """`GET /v4/aliases/{idOrAlias}` (the spec types the 200 body as an array)."""
+    """`GET /v4/aliases/{idOrAlias}` by domain or alias uid, optionally only for `projectId`
+    (the spec types the 200 body as an array of aliases)."""
     state = request.app[STATE_KEY]
     key = request.match_info["idOrAlias"]
     alias = key if key in state.aliases else None
     if alias is None:
         alias = next((a for a in state.aliases if state.alias_record(a)[0] == key), None)
-    if alias is None:
+    dep = state.serving(alias) if alias else None
+    project = request.query.get("projectId")
+    if alias is None or dep is None or (project and project != dep.project_id):
         return _error(404, "not_found", "The alias was not found")
-    dep = state.deployments[state.aliases[alias]]
     uid, created = state.alias_record(alias)
     return web.json_response(
         [
@@ -732,6 +744,9 @@ async def get_alias(request: web.Request) -> web.Response:
                 "uid": uid,
                 "created": _iso(created),
                 "createdAt": created,
+                "updatedAt": created,
+                "creator": {"uid": "usr_sandbox", "email": "release-bot@example.test",
+                            "username": "release-bot"},
                 "deploymentId": dep.id,
                 "projectId": dep.project_id,
                 "deployment": {"id": dep.id, "url": dep.url, "meta": json_meta(dep)},
