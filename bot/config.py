@@ -120,6 +120,16 @@ class Settings(BaseSettings):
     SMOKE_MARKER: str = Field(
         "", description="Text the smoke page must contain; empty: any non-empty HTML page."
     )
+    SMOKE_VERSION_PATH: str = Field(
+        "",
+        description="Path answering the serving build's commit (JSON with a commit/sha field, or "
+        "the SHA as text), compared with the release's SHA by the smoke test; empty: not asked.",
+    )
+    SMOKE_VERSION_HEADER: str = Field(
+        "",
+        description="Response header of the smoke page carrying the serving commit (e.g. "
+        "x-commit-sha), compared with the release's SHA; empty: not read.",
+    )
     COACH_MESSAGE: str = Field(
         "What would Marcus say about a release night?",
         description="Message sent to the AI coach in the stream check.",
