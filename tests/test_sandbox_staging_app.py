@@ -327,3 +327,22 @@ async def test_broken_pwa_service_worker_caches_nothing(staging: Staging) -> Non
     assert sw.status_code == 200
     assert FONT_CACHE not in sw.text
     assert "caches.open" not in sw.text
+
+
+async def test_version_and_commit_header_report_the_serving_commit(staging: Staging) -> None:
+    unknown = await staging.client.get("/api/version")
+    assert unknown.status_code == 404 and unknown.json() == {"success": False, "error": "Not found"}
+    assert "x-commit-sha" not in (await staging.client.get("/")).headers
+
+    staging.state.commit = "c0ffee" * 6 + "abcd"
+    answer = await staging.client.get("/api/version")
+    assert answer.status_code == 200
+    assert answer.json()["data"] == {"commit": staging.state.commit, "buildId": "sandbox"}
+    assert (await staging.client.get("/")).headers["x-commit-sha"] == staging.state.commit
+
+    serving = ["a" * 40]
+    staging.state.commit_source = lambda: serving[0]  # e.g. whatever the staging alias serves
+    assert (await staging.client.get("/api/version")).json()["data"]["commit"] == "a" * 40
+    serving[0] = "b" * 40  # the domain moved: the next request reports the other build
+    assert (await staging.client.get("/api/version")).json()["data"]["commit"] == "b" * 40
+    assert (await staging.client.get("/api/health")).headers["x-commit-sha"] == "b" * 40

@@ -14,6 +14,10 @@ real Next.js app's routes:
 - `POST /api/marcus` — the AI coach: 401 without a session cookie, otherwise a
   `text/event-stream` of `start`, `chunk`s (`{"delta", "tokens"}`), then `complete`
   (`{"conversation_id", "message_id", "citations", "tokens"}`) or `error` (`{"message"}`).
+- `GET /api/version` — the build's commit, `{"success": true, "data": {"commit", "buildId"}}`
+  (404 when the state knows no commit); every response also carries it in `x-commit-sha`, as an
+  app exposing `VERCEL_GIT_COMMIT_SHA` would. `state.commit_source` (the demo wires it to the
+  Vercel emulator's alias) says which commit the staging domain serves right now.
 - PWA pieces for the `pwa-offline` Playwright spec: `/manifest.webmanifest`, `/sw.js` (caches
   `FONT_PATH` in the `pp-fonts` cache and serves `/offline` when the network is gone),
   `FONT_PATH`, and `/offline` (heading "You're offline").
@@ -49,6 +53,7 @@ COOKIE_CHUNK_SIZE = 3180
 COOKIE_MAX_AGE = 400 * 24 * 60 * 60
 COACH_UNAVAILABLE = "Your coach is unavailable right now. Please try again shortly."
 INVALID_CREDENTIALS = "Invalid login credentials"
+COMMIT_HEADER = "x-commit-sha"
 _JWT_SECRET = b"sandbox-staging-jwt-secret"
 
 
@@ -94,6 +99,16 @@ class StagingState:
     # Called after each completed coach answer, as the real app captures `i_chat_completed`
     # to PostHog; the demo wires it to the PostHog emulator.
     on_chat_completed: Callable[[dict[str, Any]], None] | None = None
+    # The Git commit this build reports (`/api/version`, the x-commit-sha header); None: unknown.
+    commit: str | None = None
+    # When set, asked on every request instead of `commit` (which build serves right now).
+    commit_source: Callable[[], str | None] | None = None
+
+    def serving_commit(self) -> str | None:
+        """The commit the app reports now: `commit_source()` when set, else `commit`."""
+        if self.commit_source is not None:
+            return self.commit_source()
+        return self.commit
 
     def any_provider_configured(self) -> bool:
         """True when at least one AI provider has credentials."""
@@ -264,6 +279,21 @@ async def dashboard(request: web.Request) -> web.Response:
         )
     text = "" if state.dashboard_empty else _dashboard_html(state)
     return web.Response(status=state.dashboard_status, text=text, content_type="text/html")
+
+
+async def version(request: web.Request) -> web.Response:
+    """GET /api/version: the commit this build was made from (404 when unknown)."""
+    state = request.app[STATE_KEY]
+    commit = state.serving_commit()
+    if not commit:
+        return api_error("Not found", status=404)
+    return api_success({"commit": commit, "buildId": state.build_id})
+
+
+async def _commit_header(request: web.Request, response: web.StreamResponse) -> None:
+    commit = request.app[STATE_KEY].serving_commit()
+    if commit:
+        response.headers[COMMIT_HEADER] = commit
 
 
 async def offline_page(request: web.Request) -> web.Response:
@@ -631,6 +661,7 @@ def create_staging_app(state: StagingState | None = None) -> web.Application:
     """The sandbox staging app; pass a `StagingState` to keep a handle on its behaviour."""
     app = new_app()
     app[STATE_KEY] = state if state is not None else StagingState()
+    app.on_response_prepare.append(_commit_header)
     app.router.add_get("/", dashboard)
     app.router.add_get("/offline", offline_page)
     app.router.add_get("/sw.js", service_worker)
@@ -638,6 +669,7 @@ def create_staging_app(state: StagingState | None = None) -> web.Application:
     app.router.add_get("/icon.svg", icon)
     app.router.add_get(FONT_PATH, font)
     app.router.add_get("/api/health", health)
+    app.router.add_get("/api/version", version)
     app.router.add_post("/api/auth", auth)
     app.router.add_delete("/api/auth", sign_out)
     app.router.add_post("/api/marcus", marcus)
