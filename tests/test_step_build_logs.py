@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -245,3 +246,85 @@ async def test_management_api_wrong_project_and_malformed_answers(env: Env) -> N
         env.supabase_app[FAULTS_KEY].add(r"/database/migrations$", 200, body="nope")
         with pytest.raises(ProviderError, match="malformed JSON"):
             await supabase_api.list_applied_migrations(client, REF)
+
+
+# --- a real app's build prints no PostgREST/GoTrue lines -------------------------------------------
+
+# What a Next.js build on Vercel prints when nothing in it talks to Supabase at build time.
+NEXT_BUILD = [
+    ("command", "Running build in Washington, D.C., USA (East) - iad1"),
+    ("stdout", "Restored build cache from previous deployment"),
+    ("command", "Running \"vercel build\""),
+    ("stdout", "Detected Next.js version: 14.2.5"),
+    ("stderr", "npm warn deprecated inflight@1.0.6: This module is not supported"),
+    ("stdout", "   Creating an optimized production build ..."),
+    ("stdout", " ✓ Compiled successfully"),
+    ("stdout", " ✓ Generating static pages (24/24)"),
+    ("stdout", "Build Completed in /vercel/output [52s]"),
+]
+
+
+async def test_no_connection_lines_but_healthy_supabase_warns_and_says_so(env: Env) -> None:
+    result = await StepHarness(env.with_supabase(), env.deployed(NEXT_BUILD)).run("build_logs")
+    assert result.outcome == Outcome.WARN, result.summary
+    assert "no line matched 2 expected pattern(s)" in result.summary
+    assert "Supabase auth and rest answer healthy" in result.summary
+    assert result.data["missing_patterns"] and result.data["error_lines"] == []
+    assert result.data["supabase_health"]["auth"] == "ACTIVE_HEALTHY"
+    assert "No line matched" in result.details  # the patterns are still named
+    assert "npm warn deprecated" not in "".join(result.data["error_lines"])  # stderr is no error
+
+
+async def test_no_connection_lines_and_unhealthy_rest_fails(env: Env) -> None:
+    env.supabase.health["rest"] = "UNHEALTHY"
+    result = await StepHarness(env.with_supabase(), env.deployed(NEXT_BUILD)).run("build_logs")
+    assert result.outcome == Outcome.FAIL
+    assert "Supabase rest is UNHEALTHY" in result.summary
+    assert "2 expected line(s) missing" in result.summary
+
+
+async def test_no_connection_lines_with_an_error_line_fails_despite_healthy_supabase(env: Env) -> None:
+    log = [*NEXT_BUILD, ("stderr", "Error: Failed to collect page data for /api/marcus")]
+    result = await StepHarness(env.with_supabase(), env.deployed(log)).run("build_logs")
+    assert result.outcome == Outcome.FAIL
+    assert "1 error line(s)" in result.summary
+    assert result.data["error_lines"] == ["Error: Failed to collect page data for /api/marcus"]
+
+
+async def test_no_connection_lines_and_supabase_unreadable_fails(env: Env) -> None:
+    settings = env.with_supabase(SUPABASE_ACCESS_TOKEN="sbp_wrong")
+    result = await StepHarness(settings, env.deployed(NEXT_BUILD)).run("build_logs")
+    assert result.outcome == Outcome.FAIL
+    assert "2 expected line(s) missing" in result.summary
+    assert "Supabase health unavailable" in result.summary
+
+
+async def test_no_connection_lines_without_supabase_settings_fails_and_names_them(env: Env) -> None:
+    result = await StepHarness(env.settings(), env.deployed(NEXT_BUILD)).run("build_logs")
+    assert result.outcome == Outcome.FAIL
+    assert "2 expected line(s) missing" in result.summary
+    assert "SUPABASE_ACCESS_TOKEN and SUPABASE_PROJECT_REF" in result.details
+
+
+async def test_flat_events_and_fatal_or_error_level_events_count(env: Env) -> None:
+    # The spec's second event shape: the text at the top level, with an optional `level`.
+    release = env.deployed()
+    dep_id = release.data["steps"]["deploy"]["deployment_id"]
+
+    def flat(serial: int, kind: str, text: str, **extra: str) -> dict[str, Any]:
+        return {"type": kind, "created": 1_700_000_000_000 + serial, "date": 1_700_000_000_000 + serial,
+                "deploymentId": dep_id, "id": f"evt_{serial}", "serial": f"{serial:06d}",
+                "info": {"type": "build", "name": "bld_1"}, "text": text, **extra}
+
+    events = [flat(1, "stdout", "PostgREST connection established"),
+              flat(2, "stdout", "GoTrue connection ok"),
+              flat(3, "stdout", "Prerendering /dashboard went wrong", level="error"),
+              flat(4, "fatal", "The build container ran out of memory"),
+              flat(5, "stderr", "warn - a notice on stderr", level="warning")]
+    env.vercel_app[FAULTS_KEY].add(r"/events$", 200, body=json.dumps(events))
+    result = await StepHarness(env.settings(), release).run("build_logs")
+    assert result.outcome == Outcome.FAIL
+    assert result.data["matched"] == ["PostgREST connection established", "GoTrue connection ok"]
+    assert result.data["error_lines"] == ["Prerendering /dashboard went wrong",
+                                          "The build container ran out of memory"]
+    assert "2 error line(s)" in result.summary

@@ -11,6 +11,7 @@ sentence on failure.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -215,8 +216,27 @@ async def get_deployment(client: httpx.AsyncClient, id_or_url: str) -> dict[str,
     return _object(json_body(response, PROVIDER), "the deployment")
 
 
-async def build_events(client: httpx.AsyncClient, id_or_url: str) -> list[str]:
-    """The build log of a deployment as text lines, oldest first (`GET /v3/.../events`)."""
+@dataclass(frozen=True)
+class BuildLine:
+    """One line of a build log: its event `type` (stdout, stderr, command, fatal, ...) and the
+    event's `level` (error, warning) when it has one."""
+
+    text: str
+    kind: str = "stdout"
+    level: str | None = None
+
+    @property
+    def is_error(self) -> bool:
+        """Vercel itself marks the line as an error (a `fatal` event, or level `error`)."""
+        return self.kind == "fatal" or self.level == "error"
+
+
+async def build_log(client: httpx.AsyncClient, id_or_url: str) -> list[BuildLine]:
+    """The build log of a deployment, oldest first (`GET /v3/deployments/{idOrUrl}/events`).
+
+    Events come in the spec's two shapes: `{type, created, payload: {text, ...}}` and the flat
+    `{type, created, text, level?, ...}`; each line of an event's text becomes a `BuildLine`.
+    """
     response = await send(
         client,
         "GET",
@@ -230,7 +250,7 @@ async def build_events(client: httpx.AsyncClient, id_or_url: str) -> list[str]:
         return []
     if not isinstance(body, list):
         raise ProviderError(PROVIDER, "answered the build events with something other than a list")
-    lines: list[str] = []
+    lines: list[BuildLine] = []
     for event in body:
         if not isinstance(event, dict):
             continue
@@ -238,9 +258,18 @@ async def build_events(client: httpx.AsyncClient, id_or_url: str) -> list[str]:
         text = payload.get("text") if isinstance(payload, dict) else None
         if text is None:
             text = event.get("text")
-        if isinstance(text, str):
-            lines.extend(text.splitlines() or [""])
+        if not isinstance(text, str):
+            continue
+        kind = str(event.get("type") or "stdout")
+        level = event.get("level")
+        level = str(level) if isinstance(level, str) else None
+        lines.extend(BuildLine(line, kind, level) for line in text.splitlines() or [""])
     return lines
+
+
+async def build_events(client: httpx.AsyncClient, id_or_url: str) -> list[str]:
+    """The build log of a deployment as text lines, oldest first."""
+    return [line.text for line in await build_log(client, id_or_url)]
 
 
 async def previous_ready_deployment(
