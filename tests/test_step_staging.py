@@ -96,6 +96,7 @@ async def test_coach_streams_incrementally_with_citations() -> None:
     result = await run("coach_stream", StagingState(chunk_count=6, chunk_delay=0.02))
     assert result.outcome == Outcome.OK, result.summary
     assert result.data["chunks"] == 6 and result.data["citations"] >= 1
+    assert result.data["reads"] > 1  # separate writes, 20 ms apart, came in separate reads
     assert "first after" in result.summary and "Meditations" in result.details
 
 
@@ -142,8 +143,12 @@ async def test_coach_without_session_gets_401_reported() -> None:
 
 async def test_coach_answer_buffered_in_one_piece_is_not_streaming() -> None:
     # Every chunk in one write (a buffering proxy): it parses into chunks, but nothing streamed.
+    # Judged by the reads that carried the chunks, so a busy machine pausing between parsed chunks
+    # cannot make it look streamed.
     result = await run("coach_stream", StagingState(chunk_count=4, buffered_stream=True))
     assert result.outcome == Outcome.FAIL and "arrived in one piece" in result.summary
+    assert "4 chunks in 1 read(s)" in result.summary
+    assert result.data["chunks"] == 4 and result.data["reads"] == 1
 
 
 # --- smoke: which build is serving -------------------------------------------------------------
