@@ -97,8 +97,8 @@ async def smoke(ctx: StepContext) -> StepResult:
                                data=data, fields={"Manual Tests": manual})
     serving = build.serving_text()
     if not build.expecting:
-        return StepResult.ok(f"{rendered}; serving {serving} (release #{ctx.release.id} is "
-                             f"{ctx.release.status.value}, so not compared with its build)",
+        return StepResult.ok(f"{rendered}; serving {serving} (release #{ctx.release.id} is no "
+                             "longer running, so not compared with its build)",
                              details=details, links=links, data=data,
                              fields={"Manual Tests": manual})
     return StepResult.ok(f"{rendered}; serving {serving}, this release's build ("
