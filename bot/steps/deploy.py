@@ -3,9 +3,11 @@
 `merge` merges the release ref into STAGING_BRANCH through GitHub's merges API and lists the
 release's highlights (pull request titles between the last released SHA and this ref).
 `deploy` creates (or, when retried, reuses) the Vercel deployment of the merged SHA and polls it
-until it is READY, ERROR or CANCELED or DEPLOY_TIMEOUT_SECONDS pass. `build_logs` reads that
+until it is READY, ERROR or CANCELED or DEPLOY_TIMEOUT_SECONDS pass; once it is READY, staging's
+domain (STAGING_DOMAIN, else STAGING_URL's host) is made to point at it. `build_logs` reads that
 deployment's build log for the PostgREST/GoTrue connection lines and for error lines, and asks
-the Supabase Management API for auth/rest/db health when it can.
+the Supabase Management API for auth/rest/db health when it can (healthy auth and rest make
+missing connection lines a warning).
 """
 
 from __future__ import annotations
@@ -196,7 +198,8 @@ def _deploy_links(data: dict[str, Any]) -> list[Link]:
     requires=("VERCEL_TOKEN", "VERCEL_PROJECT_ID"),
     requires_any=(("GITHUB_REPOSITORY",), ("VERCEL_DEPLOY_HOOK_URL",)),
     timeout=None,
-    describe="Create (or reuse) the Vercel deployment of the merged SHA and wait until it is READY.",
+    describe="Create (or reuse) the Vercel deployment of the merged SHA, wait until it is READY, and "
+    "point the staging domain at it.",
 )
 async def run_deploy(ctx: StepContext) -> StepResult:
     """Deploy the merged SHA to the staging target and poll it to READY/ERROR/CANCELED/timeout."""
