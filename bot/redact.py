@@ -1,8 +1,13 @@
-"""One redactor for everything the bot posts, stores or prints.
+"""One redactor for everything the bot posts, stores or prints, and Slack escaping of user text.
 
-It masks the values of secret settings and common token shapes: Slack `xox…`/`xapp-…`,
-OpenAI-style `sk-…`, PostHog `phx_…`/`phc_…`, Supabase `sbp_…`, GitHub `ghp_…`/`github_pat_…`,
-Vercel-style bearer headers, JWTs, and passwords inside URLs.
+It masks the values of secret settings first, then common token shapes: Slack `xox…`/`xapp-…`
+and webhook URLs, OpenAI-style `sk-…`, PostHog `phx_…`/`phc_…`, Supabase `sbp_…`/`sb_secret_…`,
+Resend `re_…`, GitHub `ghp_…`/`github_pat_…`, bearer/basic/token authorization headers, JWTs,
+`password=`-style assignments (`access_token=`, `client_secret=`, `PGPASSWORD=`, `*_API_KEY=`)
+and passwords inside URLs.
+
+Every pattern runs in time linear in the text (no pattern can backtrack over the whole input),
+and `bound()` cuts text that is about to be logged to a fixed size before it is redacted.
 """
 
 from __future__ import annotations
@@ -12,23 +17,103 @@ from collections.abc import Iterable
 from typing import Any
 
 MASK = "[redacted]"
+# The longest text redacted for a log line; anything longer is cut (with a note of the size).
+LOG_LIMIT = 4000
+# Secrets longer than this are not expected; a cut leaves this much extra text to redact, so a
+# secret straddling the cut is masked before the final cut.
+_MARGIN = 512
 
 TOKEN_PATTERNS: list[re.Pattern[str]] = [
     re.compile(r"\bxox[abposre]-[A-Za-z0-9-]{8,}"),
     re.compile(r"\bxapp-[A-Za-z0-9-]{8,}"),
+    re.compile(r"https://hooks\.slack(?:-gov)?\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_-]+"),
     re.compile(r"\bsk-[A-Za-z0-9_-]{16,}"),
     re.compile(r"\bph[xc]_[A-Za-z0-9]{16,}"),
     re.compile(r"\bsbp_[A-Za-z0-9]{16,}"),
+    re.compile(r"\bsb_secret_[A-Za-z0-9_-]{8,}"),
+    re.compile(r"\bre_[A-Za-z0-9]{6,}_[A-Za-z0-9]{8,}"),
     re.compile(r"\b(?:ghp|gho|ghs|ghu|ghr)_[A-Za-z0-9]{20,}"),
     re.compile(r"\bgithub_pat_[A-Za-z0-9_]{20,}"),
     re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
-    re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
-    # libpq keyword strings and the like: password=..., passwd: ..., "password": "..."
-    re.compile(r"""(?i)(\b(?:password|passwd|pwd|secret|api[_-]?key|token)["']?\s*[=:]\s*["']?)[^\s"'&;,]+"""),
+    re.compile(r"(?i)(\b(?:bearer|basic|token)[ \t]+)[A-Za-z0-9._~+/=-]{8,}"),
+    # libpq keyword strings, env assignments and JSON: password=..., PGPASSWORD=...,
+    # "password": "...", access_token=..., client_secret=..., POSTHOG_API_KEY=...
+    re.compile(r"""(?i)(\b(?:[a-z0-9]+_)*(?:password|passwd|pwd|secret|api[_-]?key|token)"""
+               r"""["']?[ \t]*[=:][ \t]*["']?)[^\s"'&;,]+"""),
 ]
-# scheme://user:password@host -> scheme://user:[redacted]@host
-# The password runs to the last `@` before the host, so a password containing `@` is masked whole.
-URL_PASSWORD = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)([^\s/]+)(@[^@\s/]+)")
+_SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-")
+_MAX_SCHEME = 32
+
+
+def mask_url_passwords(text: str) -> str:
+    """`scheme://user:password@host` -> `scheme://user:[redacted]@host`, in linear time."""
+    return _mask(text, list(_url_password_spans(text)))
+
+
+def _url_password_spans(text: str) -> Iterable[tuple[int, int]]:
+    """Where passwords sit inside URLs. The password runs to the last `@` before the host, so a
+    password containing `@` is masked whole. Each `://` is looked at once, and the scan after it
+    stops at the next `/` or space, so the whole search is linear in the text."""
+    start = text.find("://")
+    while start != -1:
+        span = _url_password_span(text, start)
+        if span is not None:
+            yield span
+        start = text.find("://", start + 3)
+
+
+def _occurrences(text: str, value: str) -> Iterable[tuple[int, int]]:
+    at = text.find(value)
+    while at != -1:
+        yield at, at + len(value)
+        at = text.find(value, at + len(value))
+
+
+def _mask(text: str, spans: list[tuple[int, int]]) -> str:
+    """`text` with each run of overlapping or touching spans replaced by one MASK."""
+    out: list[str] = []
+    done = 0
+    for begin, end in sorted(s for s in spans if s[1] > s[0]):
+        if begin > done or not out:
+            out.append(text[done:begin])
+            out.append(MASK)
+        done = max(done, end)
+    out.append(text[done:])
+    return "".join(out)
+
+
+def _url_password_span(text: str, sep: int) -> tuple[int, int] | None:
+    begin = sep
+    while begin > 0 and sep - begin < _MAX_SCHEME and text[begin - 1] in _SCHEME_CHARS:
+        begin -= 1
+    if begin == sep or not text[begin].isalpha():
+        return None
+    i = sep + 3
+    n = len(text)
+    while i < n and text[i] not in "/:@" and not text[i].isspace():
+        i += 1
+    if i >= n or text[i] != ":":
+        return None
+    pw_start = i + 1
+    end = pw_start
+    while end < n and text[end] != "/" and not text[end].isspace():
+        end += 1
+    at = text.rfind("@", pw_start, end)
+    if at <= pw_start or at + 1 >= end:
+        return None
+    return pw_start, at
+
+
+def bound(text: str, limit: int = LOG_LIMIT) -> str:
+    """`text` cut to about `limit` characters, saying how long it was (for log lines)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… [{len(text) - limit} more characters not shown]"
+
+
+def escape(text: str) -> str:
+    """Text from people made inert for Slack mrkdwn: no mentions, no links, no `<!channel>`."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 class Redactor:
@@ -49,19 +134,25 @@ class Redactor:
         return self.text(text)
 
     def text(self, text: str) -> str:
-        """`text` with every secret masked."""
+        """`text` with every secret masked: known values and token shapes, found on the original
+        text and masked once each (a secret inside a token, or a token inside a secret, is
+        masked whole)."""
         if not text:
             return text
-        text = URL_PASSWORD.sub(lambda m: f"{m.group(1)}{MASK}{m.group(3)}", text)
+        spans = [span for value in self._secrets for span in _occurrences(text, value)]
+        spans.extend(_url_password_spans(text))
         for pattern in TOKEN_PATTERNS:
-            if pattern.groups:
-                text = pattern.sub(lambda m: f"{m.group(1)}{MASK}", text)
-            else:
-                text = pattern.sub(MASK, text)
-        for value in self._secrets:
-            if value in text:
-                text = text.replace(value, MASK)
-        return text
+            group = 1 if pattern.groups else 0
+            spans.extend((m.end(group) if group else m.start(), m.end())
+                         for m in pattern.finditer(text))
+        return _mask(text, spans) if spans else text
+
+    def log_text(self, text: str, limit: int = LOG_LIMIT) -> str:
+        """`text` bounded to `limit` characters and redacted (for log lines and the terminal)."""
+        if len(text) <= limit:
+            return self.text(text)
+        head = self.text(text[:limit + _MARGIN])
+        return f"{head[:limit]}… [{len(text) - limit} more characters not shown]"
 
     def data(self, value: Any) -> Any:
         """`value` (str, list, dict, nested) with every string redacted."""

@@ -55,3 +55,44 @@ def test_more_shapes_found_in_review() -> None:
     assert redact("mail qa@pocketphilosopher.app, https://x.test/a@b") == \
         "mail qa@pocketphilosopher.app, https://x.test/a@b"
     assert redact('"tokens": 58') == '"tokens": 58'
+
+
+def test_redaction_is_linear_on_hostile_text() -> None:
+    """Texts built to make a backtracking pattern quadratic are redacted in one pass each: a
+    1 MB body of each shape finishes (the old URL pattern took minutes on 80 KB)."""
+    import threading
+
+    redact = Redactor(["hunter22"])
+    shapes = ["a" * 1_000_000, "a:" * 500_000, "x://" * 250_000, "://a:" * 200_000,
+              "a://b:" + "c@" * 500_000, "password=" * 100_000, "Bearer " * 140_000]
+    done: list[int] = []
+
+    def work() -> None:
+        for shape in shapes:
+            assert len(redact(shape)) > 0
+            done.append(len(shape))
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    worker.join(120)  # a bound that only a quadratic pass can reach, even on a loaded machine
+    assert len(done) == len(shapes)
+
+
+def test_log_text_is_bounded_and_still_masks_a_secret_at_the_cut() -> None:
+    from bot.redact import LOG_LIMIT
+
+    redact = Redactor(["hunter22"])
+    text = "x" * (LOG_LIMIT - 3) + "hunter22" + "y" * 10_000
+    out = redact.log_text(text)
+    assert "hunter22" not in out and "hun" not in out[LOG_LIMIT - 4:LOG_LIMIT + 1]
+    assert len(out) < LOG_LIMIT + 100 and "more characters not shown" in out
+
+
+def test_escape_makes_user_text_inert() -> None:
+    from bot.redact import escape
+
+    text = "<!channel> <!here> <@U123> <https://evil.example|click> a & b"
+    out = escape(text)
+    assert "<" not in out and ">" not in out
+    assert out == ("&lt;!channel&gt; &lt;!here&gt; &lt;@U123&gt; "
+                   "&lt;https://evil.example|click&gt; a &amp; b")
