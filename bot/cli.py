@@ -33,7 +33,7 @@ class RedactingFormatter(logging.Formatter):
         self.redactor = redactor
 
     def format(self, record: logging.LogRecord) -> str:
-        return self.redactor(super().format(record))
+        return self.redactor.log_text(super().format(record))
 
 
 def setup_logging(settings: Settings) -> None:
@@ -43,9 +43,11 @@ def setup_logging(settings: Settings) -> None:
     handler.setFormatter(RedactingFormatter(redactor))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(settings.LOG_LEVEL.upper() if settings.LOG_LEVEL else "INFO")
-    for noisy in ("apscheduler", "aiohttp.access", "httpx", "slack_bolt", "slack_sdk"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    level = settings.LOG_LEVEL.upper() if settings.LOG_LEVEL else "INFO"
+    root.setLevel(level)
+    if level != "DEBUG":  # libraries that would log request bodies speak only of problems
+        for noisy in ("apscheduler", "aiohttp", "httpx", "slack_bolt", "slack_sdk"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def load_settings() -> Settings:
