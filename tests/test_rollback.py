@@ -30,6 +30,7 @@ from bot.rollback import (
     RollbackBusy,
     Rollbacks,
     controller,
+    link_text,
     ticket_links,
 )
 from bot.runbook.model import Outcome, Release, ReleaseStatus, StepResult, utcnow
@@ -149,10 +150,21 @@ def test_tickets_become_links_and_full_urls_pass_through() -> None:
                          "https://linear.app/acme/issue/{id}")
     assert [(link.label, link.url) for link in links] == [
         ("ENG-1", "https://linear.app/acme/issue/ENG-1"),
-        ("9", "https://github.com/acme/app/issues/9"),
-        ("X 2", "https://linear.app/acme/issue/X%202"),
+        ("https://github.com/acme/app/issues/9", "https://github.com/acme/app/issues/9"),
+        ("X 2", ""),  # not an ID: stays text
     ]
     assert ticket_links(["ENG-1"], None)[0].url == ""
+
+
+def test_tickets_can_never_hide_a_link_or_mention_anyone() -> None:
+    hostile = ["https://evil.example/x|PP-142", "<https://evil.example|PP-1>", "<!channel>",
+               "http://plain.example/1", "javascript:alert(1)", "PP-1>x"]
+    links = ticket_links(hostile, "https://linear.app/acme/issue/{id}")
+    assert all(link.url == "" for link in links)
+    shown = ", ".join(link_text(link) for link in links)
+    assert "<" not in shown and ">" not in shown  # no link, no mention can form
+    assert link_text(ticket_links(["https://t.example/a?b=1&c=2"], None)[0]) == \
+        "<https://t.example/a?b=1&amp;c=2>"
 
 
 # --- the deployment ----------------------------------------------------------------------------
@@ -213,7 +225,7 @@ async def test_revert_moves_the_alias_rechecks_records_and_announces(env: Env) -
         assert f"<https://{env.new.url}|{env.new.id}>" in text  # reverted
         assert f"<https://{env.old.url}|{env.old.id}>" in text  # now serving
         assert "<https://linear.app/acme/issue/ENG-42|ENG-42>" in text
-        assert "<https://github.com/acme/app/issues/7|7>" in text
+        assert "<https://github.com/acme/app/issues/7>" in text  # a URL is shown as itself
         assert "rolled back" in text
     parent = chat.last_parent(ts)
     assert parent is not None and "Rolled back" in parent.text

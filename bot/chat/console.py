@@ -48,7 +48,9 @@ def plain(text: str) -> str:
     text = LINK.sub(lambda m: f"{m.group(2)} ({m.group(1)})", text)
     text = BARE_LINK.sub(lambda m: m.group(1), text)
     text = MENTION.sub(lambda m: f"@{m.group(1)}", text)
-    return text.replace("```", "")
+    text = text.replace("```", "")
+    # Slack escapes last, so text people typed reads as they typed it
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 class ConsoleChat:
