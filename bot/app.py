@@ -7,7 +7,8 @@ listeners (handlers/) on top. The console chat and the demo use the runtime with
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from importlib import import_module
 
 from slack_bolt.async_app import AsyncApp
@@ -41,6 +42,17 @@ class Runtime:
     redactor: Redactor
     lock: RedisLock | None = None
     telemetry: BotTelemetry | None = None
+    # What front ends close when the bot stops (HTTP sessions and the like), in order.
+    on_shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def close(self) -> None:
+        """Stop the engine's tasks, flush the chat, close what was opened for the front end."""
+        await self.engine.shutdown()
+        await self.reporter.flush()
+        for close in self.on_shutdown:
+            await close()
+        if self.telemetry is not None:
+            self.telemetry.shutdown()
 
 
 def build_redactor(settings: Settings) -> Redactor:

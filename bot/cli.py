@@ -95,7 +95,7 @@ def cmd_socket(args: argparse.Namespace, settings: Settings) -> int:
             await handler.start_async()
         finally:
             scheduler.shutdown(wait=False)
-            await runtime.engine.shutdown()
+            await runtime.close()
 
     asyncio.run(main())
     return 0

@@ -74,10 +74,7 @@ def create_web_app(app: AsyncApp, runtime: Runtime) -> web.Application:
         scheduler.start()
         yield
         scheduler.shutdown(wait=False)
-        await runtime.engine.shutdown()
-        await runtime.reporter.flush()
-        if runtime.telemetry is not None:
-            runtime.telemetry.shutdown()
+        await runtime.close()
 
     async def no_server_header(_: web.Request, response: web.StreamResponse) -> None:
         response.headers.pop("Server", None)

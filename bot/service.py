@@ -112,7 +112,8 @@ def plan_message(engine: Engine, ref: str) -> Message:
     lines = [f"*Dry run: release of `{ref}` to {engine.settings.ENVIRONMENT}* (nothing was changed)"]
     phase = None
     skipped = 0
-    for planned in engine.plan():
+    plan = engine.plan()
+    for planned in plan:
         if planned.phase != phase:
             phase = planned.phase
             together = " (these run at the same time)" if planned.concurrent else ""
@@ -124,5 +125,5 @@ def plan_message(engine: Engine, ref: str) -> Message:
         else:
             lines.append(f"{blocks.ICONS[blocks.StepState.PENDING]} {planned.title}: "
                          f"{planned.description}")
-    lines.append(f"{len(engine.plan()) - skipped} steps would run, {skipped} would be skipped.")
+    lines.append(f"{len(plan) - skipped} steps would run, {skipped} would be skipped.")
     return blocks.note_message("\n".join(lines))

@@ -117,6 +117,14 @@ def m002_rollbacks(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m003_listing_indexes(db: sqlite_utils.Database) -> None:
+    """Newest-first listings per environment and lookups by status read an index, not the table
+    (a 100k-release log answers `log` and `status` without sorting every row)."""
+    db.table("releases").create_index(["environment", "id"], if_not_exists=True)
+    db.table("releases").create_index(["status", "id"], if_not_exists=True)
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 

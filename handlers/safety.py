@@ -11,17 +11,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import aiohttp
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.config import Settings
 from bot.redact import Redactor
@@ -113,25 +116,47 @@ class RedactingAck(AsyncAck):
 Fallback = Callable[[str, list[dict[str, Any]] | None], Awaitable[None]]
 
 
+class Sessions:
+    """One HTTP session (keep-alive connections) for every `respond()` of this process, per event
+    loop; closed when the bot stops."""
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def get(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._loop is not loop:
+            self._session, self._loop = aiohttp.ClientSession(), loop
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+
+
 class SafeRespond(AsyncRespond):
     """`respond()` that only ever posts to Slack, redacted, and never raises."""
 
     def __init__(self, response_url: str | None, redact: Redactor, fallback: Fallback | None,
-                 ) -> None:
+                 sessions: Sessions) -> None:
         super().__init__(response_url=response_url)
         self.redact = redact
         self.fallback = fallback
+        self.sessions = sessions
 
-    async def __call__(self, text: str | dict[str, Any] = "", blocks: Any = None,
-                       *args: Any, **kwargs: Any) -> Any:
-        if isinstance(text, str):
-            text = self.redact(text)
+    async def __call__(  # type: ignore[override]
+            self, text: str = "", blocks: Any = None, response_type: str | None = None,
+            replace_original: bool | None = None, **_: Any) -> Any:
+        text = self.redact(text)
         if blocks:
             blocks = self.redact.data([b if isinstance(b, dict) else b.to_dict() for b in blocks])
         try:
             if self.response_url is not None:
-                return await super().__call__(text, blocks, *args, **kwargs)
-            if self.fallback is not None and isinstance(text, str):
+                client = AsyncWebhookClient(self.response_url, session=self.sessions.get())
+                return await client.send(text=text, blocks=blocks, response_type=response_type,
+                                         replace_original=replace_original)
+            if self.fallback is not None:
                 await self.fallback(text, blocks)
             else:
                 log.warning("a reply was dropped: the request had no Slack response URL")
@@ -144,6 +169,8 @@ def install(app: AsyncApp, runtime: Runtime) -> None:
     """Add the middleware that makes `ack()` and `respond()` safe for every listener."""
     settings = runtime.settings
     redact = runtime.redactor
+    sessions = Sessions()
+    runtime.on_shutdown.append(sessions.close)
 
     @app.middleware
     async def safe_replies(req: AsyncBoltRequest, context: AsyncBoltContext,
@@ -161,6 +188,6 @@ def install(app: AsyncApp, runtime: Runtime) -> None:
             await context.client.chat_postEphemeral(channel=channel, user=user, text=text,
                                                     blocks=blocks)
 
-        context["respond"] = SafeRespond(trusted, redact, ephemeral)
+        context["respond"] = SafeRespond(trusted, redact, ephemeral, sessions)
         context["ack"] = RedactingAck(redact)
         await next()

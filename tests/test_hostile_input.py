@@ -325,3 +325,26 @@ async def test_a_rollback_command_without_trigger_id_explains_and_rolls_nothing_
         assert env.serving() == serving
         assert slack.runtime.store.get_release(2).status == ReleaseStatus.SUCCEEDED
         assert slack.state.calls_to("views.open") == []
+
+
+async def test_replies_share_one_http_session(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from handlers import safety
+
+    opened: list[Any] = []
+    original = safety.Sessions.get
+
+    def counting(self: safety.Sessions) -> Any:
+        session = original(self)
+        if session not in opened:
+            opened.append(session)
+        return session
+
+    monkeypatch.setattr(safety.Sessions, "get", counting)
+    async with SlackHarness(tmp_path, **tiny(tmp_path)) as slack:
+        keys = [(await slack.command(text))[1] for text in ("status", "start main --dry-run",
+                                                            "status")]
+        for key in keys:
+            await slack.wait_response(key)
+        assert len(opened) == 1 and not opened[0].closed
+    assert opened[0].closed  # closed when the bot stopped
