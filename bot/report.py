@@ -127,11 +127,16 @@ def config_report(settings: Settings) -> str:
     runbook = load_runbook(settings.RUNBOOK_PATH, registry)
     source = settings.RUNBOOK_PATH or "default runbook"
     lines += ["", f"Steps ({source}):"]
-    runnable = 0
+    runnable = refused = 0
     for phase, spec in runbook.enabled_steps():
         reason = spec.skip or registry[spec.name].skip_reason(settings)
-        if reason:
-            lines.append(f"  skip  {phase.name:<9} {spec.name:<20} {reason}")
+        if reason and spec.always_required:
+            refused += 1
+            lines.append(f"  MISS  {phase.name:<9} {spec.name:<20} required, cannot run: {reason}")
+        elif reason:
+            when = spec.required_when
+            note = f" (refused when a ref adds {when.prefix})" if when else ""
+            lines.append(f"  skip  {phase.name:<9} {spec.name:<20} {reason}{note}")
         else:
             runnable += 1
             lines.append(f"  run   {phase.name:<9} {spec.name:<20} {registry[spec.name].describe}")
@@ -139,7 +144,10 @@ def config_report(settings: Settings) -> str:
     if disabled:
         lines.append(f"  (disabled in the runbook: {', '.join(disabled)})")
     total = len(runbook.enabled_steps())
-    lines.append(f"{runnable} of {total} steps can run; {total - runnable} would be skipped.")
+    lines.append(f"{runnable} of {total} steps can run; {total - runnable - refused} would be skipped.")
+    if refused:
+        lines.append(f"{refused} required step(s) cannot run: `/release start` would be refused. "
+                     "`release-bot check-config --runbook` prints a runbook of what can run now.")
     return "\n".join(lines)
 
 
