@@ -77,6 +77,10 @@ class ReleaseService:
         if command.dry_run:
             await reply(plan_message(self.engine, ref))
             return
+        active = self.store.active_release(self.settings.ENVIRONMENT)
+        if active is not None:  # before asking git: the running release may be fetching there
+            raise EngineError(f"Release #{active.id} ({active.ref}) is still {active.status.value} "
+                              f"on {active.environment}; cancel it or wait for it to finish.")
         verdict = await self.readiness(ref)
         if not verdict.ok:
             await reply(blocks.note_message(readiness.refusal(verdict, self.settings.ENVIRONMENT)))

@@ -19,7 +19,7 @@ from bot.console import ConsoleSession
 from bot.providers.refs import GitHubRefs, GitRefs
 from bot.redact import Redactor
 from bot.runbook.loader import DEFAULT_RUNBOOK, RunbookError, parse_runbook
-from bot.runbook.model import ReleaseStatus, RequiredWhen, StepState
+from bot.runbook.model import Release, ReleaseStatus, RequiredWhen, StepState
 from bot.runbook.readiness import runbook_for_now
 from bot.runbook.registry import load_steps
 from bot.sandbox.github import GitHubState, create_github_app
@@ -195,3 +195,19 @@ def test_runbook_for_now_is_valid_and_names_what_left_out_steps_need(tmp_path: P
     blind = runbook_for_now(default, registry, make_settings(STAGING_URL="https://s.example"),
                             "default", refs_known=False)
     assert "migrations_push" not in {s.name for _, s in parse_runbook(blind, registry).enabled_steps()}
+
+
+async def test_a_busy_environment_is_answered_before_git_is_asked(
+        tmp_path: Path, workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The running release may be fetching in APP_WORKSPACE; a second start must not fetch there.
+    s, chat = session(tmp_path, REPORT_ONLY, APP_WORKSPACE=str(workspace.app))
+    s.runtime.store.create_release(Release(environment="staging", ref="release/1.1.0",
+                                           started_by="U2", status=ReleaseStatus.WAITING))
+
+    def no_git(*args: object) -> None:
+        raise AssertionError("git was asked while another release holds the environment")
+
+    monkeypatch.setattr("bot.service.ref_source", no_git)
+    await s.say("/release start release/1.2.0")
+    assert "Release #1 (release/1.1.0) is still waiting" in chat.messages[-1].message.text
+    assert len(s.runtime.store.list_releases()) == 1

@@ -59,7 +59,11 @@ class ChatReporter:
             if release.thread_ts:
                 await self._update_parent(thread)
                 return
-            ts = await self._post_parent(channel, self._parent(thread))
+            try:
+                ts = await self._post_parent(channel, self._parent(thread))
+            except AnnounceRefused:
+                self._threads.pop(release.id or 0, None)
+                raise
             release.channel = channel
             release.thread_ts = ts
             self.store.save_release(release)
