@@ -166,3 +166,29 @@ def test_socket_mode_reconnect_errors_are_one_line() -> None:
     assert "Traceback" not in out.getvalue()
     assert lines == ["Failed to connect (error: Cannot connect to host wss-primary.slack.com:443); "
                      "Retrying... [ConnectionResetError]"] * 2
+
+
+async def test_members_of_an_approver_group_may_answer_others_may_not() -> None:
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from bot.chat.slack_groups import members_of
+
+    async def asks(ctx: StepContext) -> StepResult:
+        decision = await ctx.ask(Gate(key="apply", prompt="Apply?",
+                                      actions=[GateAction(id="apply", label="Apply")]))
+        return StepResult.ok(decision.action)
+
+    state = SlackState(usergroups={"S0DBAS": ["U0DBA1", "U0DBA2"]})
+    async with serve(create_slack_app(state)) as url:
+        engine, reporter, _ = make_engine({"a": asks}, "phases: [{name: p, steps: [{name: a}]}]",
+                                          RELEASE_APPROVERS="U0BOSS,S0DBAS")
+        started = await engine.start(ref="main", user="U1", channel=None)
+        await asyncio.wait_for(reporter.gates.get(), 30)
+        release_id = started.id or 0
+        # Without a group lookup, only listed users may answer.
+        assert not (await engine.decide(release_id, "a", "apply", "apply", "U0DBA2")).accepted
+        engine.group_members = members_of(AsyncWebClient(token=state.token, base_url=f"{url}/api/"))
+        outsider = await engine.decide(release_id, "a", "apply", "apply", "U0MALLORY")
+        assert not outsider.accepted and "<!subteam^S0DBAS>" in outsider.message
+        assert (await engine.decide(release_id, "a", "apply", "apply", "U0DBA2")).accepted
+        assert (await engine.wait(release_id)).status == ReleaseStatus.SUCCEEDED

@@ -21,6 +21,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from bot.runbook.approvers import mention
 from bot.runbook.model import Gate, Release, ReleaseStatus, StepRecord, StepState
 
 SECTION_LIMIT = 3000
@@ -60,13 +61,6 @@ class Message:
     blocks: list[dict[str, Any]] = field(default_factory=list)
     summary: str = ""
     broadcast: bool = False  # a thread reply also shown in the channel (reply_broadcast)
-
-
-def mention(slack_id: str) -> str:
-    """A mention of a user (`U…`/`W…`) or a user group (`S…`, `<!subteam^S…>`)."""
-    if slack_id.startswith("S"):
-        return f"<!subteam^{slack_id}>"
-    return f"<@{slack_id}>"
 
 
 def cut(text: str, limit: int = SECTION_LIMIT) -> str:

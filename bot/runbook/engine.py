@@ -19,6 +19,7 @@ from typing import Protocol
 
 from bot.config import Settings
 from bot.redact import Redactor
+from bot.runbook.approvers import GroupMembers, may_approve, mention
 from bot.runbook.model import (
     APPENDED_FIELDS,
     Decision,
@@ -116,6 +117,8 @@ class Engine:
         self._gates: dict[tuple[int, str], asyncio.Future[Decision]] = {}
         self._start_lock = asyncio.Lock()
         self._cancel_requests: dict[int, tuple[str, str]] = {}
+        # Looks up a Slack user group's members, so RELEASE_APPROVERS may name groups (S…).
+        self.group_members: GroupMembers | None = None
 
     # --- planning --------------------------------------------------------------------------
     def plan(self) -> list[PlannedStep]:
@@ -267,9 +270,9 @@ class Engine:
         if chosen is None:
             return DecideResult(False, f"Unknown choice {action!r}.")
         approvers = self.settings.RELEASE_APPROVERS
-        if chosen.approvers_only and approvers and user not in approvers:
+        if chosen.approvers_only and not await may_approve(user, approvers, self.group_members):
             return DecideResult(False, f"Only release approvers can choose “{chosen.label}”: "
-                                + ", ".join(f"<@{u}>" for u in approvers) + ".")
+                                + ", ".join(mention(u) for u in approvers) + ".")
         decision = Decision(action=action, user=user)
         if not self.store.record_decision(release_id, step, gate_key, decision):
             return DecideResult(False, "This question was already answered.")

@@ -8,7 +8,8 @@ OpenAPI description when `SlackState.spec_path` names it (read at runtime, never
 else from `BUILTIN_REQUIRED`. `POST /response/{id}` records `response_url` payloads.
 
 Methods: chat.postMessage, chat.update, chat.postEphemeral, chat.getPermalink, views.open,
-views.push, views.update, auth.test, conversations.info, users.info, and apps.connections.open
+views.push, views.update, auth.test, conversations.info, users.info, usergroups.users.list,
+and apps.connections.open
 (with the app-level token). A channel with `is_member: False` answers posts `not_in_channel`,
 an archived one `is_archived`; a token in `revoked_tokens` is answered `token_revoked`.
 """
@@ -38,6 +39,7 @@ BUILTIN_REQUIRED: dict[str, tuple[str, ...]] = {
     "users.info": ("user",),
     "auth.test": (),
     "apps.connections.open": (),
+    "usergroups.users.list": ("usergroup",),
 }
 JSON_ARGS = ("blocks", "attachments", "view", "metadata")
 
@@ -76,6 +78,7 @@ class SlackState:
     accept_any_channel: bool = False
     app_token: str = "xapp-1-sandbox-app-token"  # noqa: S105 - sandbox credential
     revoked_tokens: set[str] = field(default_factory=set)
+    usergroups: dict[str, list[str]] = field(default_factory=dict)  # group ID -> user IDs
     spec_path: str | None = None
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -354,6 +357,14 @@ async def user_info(state: SlackState, args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def usergroup_users(state: SlackState, args: dict[str, Any]) -> dict[str, Any]:
+    """usergroups.users.list."""
+    members = state.usergroups.get(str(args["usergroup"]))
+    if members is None:
+        return _fail("no_such_subteam")
+    return {"ok": True, "users": list(members)}
+
+
 async def connections_open(state: SlackState, args: dict[str, Any]) -> dict[str, Any]:
     """apps.connections.open (app-level token): a WebSocket URL this emulator does not serve."""
     return {"ok": True, "url": f"wss://wss-primary.slack.com/link/?ticket={state.next_id('T')}"}
@@ -362,6 +373,7 @@ async def connections_open(state: SlackState, args: dict[str, Any]) -> dict[str,
 APP_TOKEN_METHODS = {"apps.connections.open"}
 METHODS: dict[str, MethodHandler] = {
     "apps.connections.open": connections_open,
+    "usergroups.users.list": usergroup_users,
     "chat.postMessage": post_message,
     "chat.update": update_message,
     "chat.postEphemeral": post_ephemeral,
