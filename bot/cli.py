@@ -67,8 +67,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from bot.app import build_bolt_app
     from bot.server import create_web_app
 
-    if settings.SLACK_BOT_TOKEN is None:
-        raise MissingSetting("SLACK_BOT_TOKEN")
+    for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"):
+        if getattr(settings, name) is None:
+            raise MissingSetting(name)
     if (problem := _token_problem(settings, socket_mode=False)) is not None:
         print(f"release-bot: {problem}", file=sys.stderr)
         return 2
