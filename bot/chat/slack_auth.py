@@ -51,9 +51,12 @@ def token_problem(settings: Settings, *, socket_mode: bool = False) -> str | Non
 
 
 class OneLine(logging.Filter):
-    """Drops a record's traceback, keeping its message (and the exception's name)."""
+    """Drops a record's traceback, keeping its message (and the exception's name); with
+    LOG_LEVEL=DEBUG the traceback stays, for whoever is debugging the connection."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            return True
         if record.exc_info and record.exc_info[1] is not None and record.exc_info[0] is not None:
             record.msg = f"{record.getMessage()} [{record.exc_info[0].__name__}]"
             record.args = None
