@@ -16,6 +16,7 @@ from slack_bolt.async_app import AsyncApp
 from bot.chat.port import Chat
 from bot.chat.reporter import ChatReporter
 from bot.chat.slack import SlackChat, make_web_client
+from bot.chat.slack_groups import members_of
 from bot.config import MissingSetting, Settings
 from bot.locks import RedisLock
 from bot.redact import Redactor, default_redactor
@@ -108,6 +109,7 @@ def build_bolt_app(settings: Settings, *, socket_mode: bool = False,
     client = make_web_client(settings)
     if runtime is None:
         runtime = build_runtime(settings, SlackChat(client))
+    runtime.engine.group_members = members_of(client)  # user groups in RELEASE_APPROVERS
     app = AsyncApp(
         client=client,
         signing_secret=settings.secret("SLACK_SIGNING_SECRET") or None,

@@ -69,6 +69,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from bot.app import build_bolt_app
     from bot.server import create_web_app
 
+    for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"):
+        if getattr(settings, name) is None:
+            raise MissingSetting(name)
+    if (problem := _token_problem(settings, socket_mode=False)) is not None:
+        print(f"release-bot: {problem}", file=sys.stderr)
+        return 2
     app, runtime = build_bolt_app(settings)
     port = args.port or settings.PORT
     print(f"release-bot listening on http://{args.host}:{port} (POST /slack/events, GET /healthz)")
@@ -79,6 +85,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_socket(args: argparse.Namespace, settings: Settings) -> int:
     if settings.SLACK_APP_TOKEN is None:
         raise MissingSetting("SLACK_APP_TOKEN")
+    if settings.SLACK_BOT_TOKEN is None:
+        raise MissingSetting("SLACK_BOT_TOKEN")
+    if (problem := _token_problem(settings, socket_mode=True)) is not None:
+        print(f"release-bot: {problem}", file=sys.stderr)
+        return 2
 
     async def main() -> None:
         from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -90,7 +101,10 @@ def cmd_socket(args: argparse.Namespace, settings: Settings) -> int:
         await runtime.engine.recover()
         scheduler = build_scheduler(runtime.store, runtime.reporter, runtime.lock)
         scheduler.start()
-        handler = AsyncSocketModeHandler(app, settings.secret("SLACK_APP_TOKEN"))
+        from bot.chat.slack_auth import quiet_logger
+
+        handler = AsyncSocketModeHandler(app, settings.secret("SLACK_APP_TOKEN"),
+                                         logger=quiet_logger())
         try:
             await handler.start_async()
         finally:
@@ -99,6 +113,13 @@ def cmd_socket(args: argparse.Namespace, settings: Settings) -> int:
 
     asyncio.run(main())
     return 0
+
+
+def _token_problem(settings: Settings, *, socket_mode: bool) -> str | None:
+    """One line when Slack rejects the bot's (or, for Socket Mode, the app's) token."""
+    from bot.chat.slack_auth import token_problem
+
+    return token_problem(settings, socket_mode=socket_mode)
 
 
 def cmd_console(args: argparse.Namespace, settings: Settings) -> int:
@@ -152,8 +173,11 @@ def cmd_log(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.report import config_report
+    from bot.report import config_report, runbook_report
 
+    if args.runbook:
+        print(runbook_report(settings), end="")
+        return 0
     print(default_redactor()(config_report(settings)))
     return 0
 
@@ -193,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     log.add_argument("--all-envs", action="store_true", help="every environment, not just ENVIRONMENT")
     log.set_defaults(handler=cmd_log)
     check = sub.add_parser("check-config", help="effective settings (secrets masked), runnable steps")
+    check.add_argument("--runbook", action="store_true",
+                       help="print a runbook of what can run now (for RUNBOOK_PATH)")
     check.set_defaults(handler=cmd_check_config)
     for module in _extra_commands():
         module.add_parser(sub)

@@ -73,7 +73,8 @@ class Settings(BaseSettings):
     )
     RELEASE_APPROVERS: CsvList = Field(
         default_factory=list,
-        description="Slack user IDs allowed to approve gates (migrations); empty: anyone.",
+        description="Slack user IDs (U…) and user group IDs (S…) allowed to approve gates "
+                    "(migrations); empty: anyone.",
     )
 
     # --- Storage and runtime -----------------------------------------------------------------

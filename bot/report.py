@@ -10,8 +10,9 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from bot.chat.blocks import duration
+from bot.chat.blocks import duration, tally
 from bot.config import Settings
+from bot.redact import default_redactor
 from bot.runbook.model import TEMPLATE_FIELDS, Release
 
 
@@ -27,6 +28,8 @@ def release_json(release: Release, full: bool = False) -> dict[str, Any]:
         "started_at": release.started_at.isoformat(),
         "finished_at": release.finished_at.isoformat() if release.finished_at else None,
         "duration_seconds": release.duration_seconds,
+        "skipped": release.counts().get("skipped", 0),
+        "counts": release.counts(),
     }
     if full:
         out["fields"] = {name: release.fields.get(name, "") for name in TEMPLATE_FIELDS}
@@ -68,7 +71,8 @@ def release_table(release: Release) -> str:
         "| ----- | ----- |",
     ]
     lines += [f"| {name} | {_cell(fields.get(name, ''))} |" for name in TEMPLATE_FIELDS]
-    lines += ["", "| Step | Outcome | Summary |", "| ---- | ------- | ------- |"]
+    lines += ["", f"Steps: {tally(release.steps)}", "",
+              "| Step | Outcome | Summary |", "| ---- | ------- | ------- |"]
     for record in release.steps:
         summary = record.result.summary if record.result else ""
         lines.append(f"| {record.name} | {record.state.value} | {_cell(summary)} |")
@@ -90,11 +94,14 @@ def releases_table(releases: list[Release]) -> str:
     """One line per release, newest first."""
     if not releases:
         return "No releases yet."
-    rows = ["  #  status       ref                    sha       started by   started (UTC)     took"]
+    rows = ["  #  status       ref                    sha       started by   started (UTC)     took"
+            "     skipped"]
     for r in releases:
+        skipped = r.counts().get("skipped", 0)
         rows.append(f"{r.id:>3}  {r.status.value:<12} {r.ref[:22]:<22} {(r.git_sha or '')[:8]:<8}  "
                     f"{r.started_by[:12]:<12} {r.started_at:%Y-%m-%d %H:%M}  "
-                    f"{duration(r.duration_seconds) if r.finished_at else '…'}")
+                    f"{duration(r.duration_seconds) if r.finished_at else '…':<8} "
+                    f"{skipped or ''}".rstrip())
     return "\n".join(rows)
 
 
@@ -120,11 +127,16 @@ def config_report(settings: Settings) -> str:
     runbook = load_runbook(settings.RUNBOOK_PATH, registry)
     source = settings.RUNBOOK_PATH or "default runbook"
     lines += ["", f"Steps ({source}):"]
-    runnable = 0
+    runnable = refused = 0
     for phase, spec in runbook.enabled_steps():
         reason = spec.skip or registry[spec.name].skip_reason(settings)
-        if reason:
-            lines.append(f"  skip  {phase.name:<9} {spec.name:<20} {reason}")
+        if reason and spec.always_required:
+            refused += 1
+            lines.append(f"  MISS  {phase.name:<9} {spec.name:<20} required, cannot run: {reason}")
+        elif reason:
+            when = spec.required_when
+            note = f" (refused when a ref adds {when.prefix})" if when else ""
+            lines.append(f"  skip  {phase.name:<9} {spec.name:<20} {reason}{note}")
         else:
             runnable += 1
             lines.append(f"  run   {phase.name:<9} {spec.name:<20} {registry[spec.name].describe}")
@@ -132,5 +144,23 @@ def config_report(settings: Settings) -> str:
     if disabled:
         lines.append(f"  (disabled in the runbook: {', '.join(disabled)})")
     total = len(runbook.enabled_steps())
-    lines.append(f"{runnable} of {total} steps can run; {total - runnable} would be skipped.")
+    lines.append(f"{runnable} of {total} steps can run; {total - runnable - refused} would be skipped.")
+    if refused:
+        lines.append(f"{refused} required step(s) cannot run: `/release start` would be refused. "
+                     "`release-bot check-config --runbook` prints a runbook of what can run now.")
     return "\n".join(lines)
+
+
+def runbook_report(settings: Settings) -> str:
+    """The current runbook cut down to what can run with these settings (YAML, commented)."""
+    from bot.runbook.loader import load_runbook
+    from bot.runbook.readiness import runbook_for_now
+    from bot.runbook.registry import load_steps
+
+    registry = load_steps()
+    runbook = load_runbook(settings.RUNBOOK_PATH, registry)
+    from bot.providers.refs import NoRefs, ref_source
+
+    refs_known = not isinstance(ref_source(settings, default_redactor()), NoRefs)
+    return runbook_for_now(runbook, registry, settings, settings.RUNBOOK_PATH or "the default runbook",
+                           refs_known=refs_known)

@@ -184,6 +184,13 @@ class Store:
                 raise
         return None
 
+    def discard_release(self, release_id: int) -> None:
+        """Remove a release that never started (nothing was announced, no step ran)."""
+        with self._tx():
+            self.db.execute("delete from steps where release_id = ?", [release_id])
+            self.db.execute("delete from decisions where release_id = ?", [release_id])
+            self.db.execute("delete from releases where id = ?", [release_id])
+
     def save_release(self, release: Release) -> None:
         """Write the release row (not its steps)."""
         assert release.id is not None

@@ -73,8 +73,25 @@ def test_check_config_masks_secrets_and_lists_steps(tmp_path: Path) -> None:
     assert "vercel-secret-value-123" not in out.stdout
     assert "VERCEL_TOKEN" in out.stdout and "******** (set)" in out.stdout
     assert "run   validate  smoke" in out.stdout
-    assert "skip  prepare   tests                missing settings: APP_WORKSPACE" in out.stdout
-    assert "steps can run" in out.stdout
+    assert ("MISS  prepare   tests                required, cannot run: missing settings: "
+            "APP_WORKSPACE") in out.stdout
+    assert "skip  validate  redis                missing settings: STAGING_REDIS_URL" in out.stdout
+    assert "steps can run" in out.stdout and "`/release start` would be refused" in out.stdout
+
+
+def test_check_config_runbook_prints_a_runbook_for_runbook_path(tmp_path: Path) -> None:
+    from bot.runbook.loader import load_runbook
+    from bot.runbook.registry import load_steps
+
+    env = {"DATABASE_PATH": str(tmp_path / "x.db"), "STAGING_URL": "https://staging.example.test"}
+    out = cli("check-config", "--runbook", env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "- name: tests   left out (required there): set APP_WORKSPACE" in out.stdout
+    path = tmp_path / "runbook.yml"
+    path.write_text(out.stdout)
+    runbook = load_runbook(path, load_steps())
+    assert [s.name for _, s in runbook.enabled_steps()] == ["smoke", "health", "monitoring_links"]
+    assert all(s.always_required for _, s in runbook.enabled_steps()[:2])
 
 
 def test_missing_setting_is_one_line_not_a_traceback(tmp_path: Path) -> None:

@@ -49,7 +49,10 @@ def test_manifest_declares_the_command_the_bot_handles_and_only_needed_scopes() 
     data = manifest()
     commands = [c["command"] for c in data["features"]["slash_commands"]]
     assert commands == ["/release"]
-    assert set(data["oauth_config"]["scopes"]["bot"]) == {"commands", "chat:write"}
+    # commands: /release; chat:write: threads and ephemerals; usergroups:read: the members of a
+    # user group named in RELEASE_APPROVERS (usergroups.users.list, bot/chat/slack_groups.py).
+    assert set(data["oauth_config"]["scopes"]["bot"]) == {"commands", "chat:write",
+                                                          "usergroups:read"}
     assert data["settings"]["interactivity"]["is_enabled"] is True
     url = data["features"]["slash_commands"][0]["url"]
     assert url.endswith("/slack/events")
