@@ -11,8 +11,11 @@ import yaml
 from jsonschema import Draft7Validator
 from referencing import Registry, Resource
 
+from tests.helpers import vendor_specs
+
 REPO = Path(__file__).resolve().parents[1]
-SPECS = Path(os.environ.get("VENDOR_SPECS_DIR", REPO.parent / "shared" / "specs"))
+
+SPECS = vendor_specs()
 
 
 def load_schema() -> tuple[dict, Registry]:
