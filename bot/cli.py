@@ -26,14 +26,14 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 
 
 class RedactingFormatter(logging.Formatter):
-    """Log formatter that passes every line through the redactor."""
+    """Log formatter that passes every line through the redactor, bounded (`log_text`)."""
 
     def __init__(self, redactor: Redactor) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
         self.redactor = redactor
 
     def format(self, record: logging.LogRecord) -> str:
-        return self.redactor(super().format(record))
+        return self.redactor.log_text(super().format(record))
 
 
 def setup_logging(settings: Settings) -> None:
@@ -137,13 +137,13 @@ def cmd_log(args: argparse.Namespace, settings: Settings) -> int:
                   file=sys.stderr)
             return 1
         if args.json:
-            print(redactor(json.dumps(release_json(release, full=True), indent=2)))
+            print(json.dumps(redactor.data(release_json(release, full=True)), indent=2))
         else:
             print(redactor(release_table(release)))
         return 0
     releases = store.list_releases(args.limit, None if args.all_envs else settings.ENVIRONMENT)
     if args.json:
-        print(redactor(json.dumps([release_json(r) for r in releases], indent=2)))
+        print(json.dumps(redactor.data([release_json(r) for r in releases]), indent=2))
     else:
         print(redactor(releases_table(releases)))
     return 0

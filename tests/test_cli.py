@@ -127,3 +127,18 @@ def test_unusable_database_path_is_one_line(tmp_path: Path) -> None:
     out = cli("log", env={"DATABASE_PATH": str(blocker / "log.db")}, cwd=tmp_path)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.startswith("release-bot: cannot use") and "DATABASE_PATH" in out.stderr
+
+
+def test_log_lines_are_redacted_and_bounded() -> None:
+    """The log formatter masks secrets and cuts a huge message to a bounded line."""
+    import logging
+
+    from bot.cli import RedactingFormatter
+    from bot.redact import LOG_LIMIT, Redactor
+
+    formatter = RedactingFormatter(Redactor(["hunter22"]))
+    record = logging.LogRecord("bot", logging.ERROR, __file__, 1,
+                               "push failed: %s", ("password hunter22 " + "x" * 100_000,), None)
+    line = formatter.format(record)
+    assert "hunter22" not in line and "[redacted]" in line
+    assert len(line) < LOG_LIMIT + 200 and "more characters not shown" in line
