@@ -99,30 +99,55 @@ def releases_table(releases: list[Release]) -> str:
 
 
 def config_report(settings: Settings) -> str:
-    """Every setting (secrets masked, unset shown as such), then which steps can run."""
+    """The verdict first (how many steps can run, what is wrong with the values), then which
+    steps run or skip and why, then every setting (secrets masked, unset shown as such)."""
+    from bot.config_check import check_values
+
+    findings = check_values(settings)
+    steps, runnable, total = _step_lines(settings, {f.setting for f in findings if f.error})
+    errors = sum(1 for f in findings if f.error)
+    lines = [f"Verdict: {runnable} of {total} {plural(total, 'step')} can run, "
+             f"{total - runnable} would be skipped; "
+             + (f"{errors} {plural(errors, 'setting')} {'is' if errors == 1 else 'are'} wrong"
+                if errors else "no setting is wrong")
+             + (f", {len(findings) - errors} {plural(len(findings) - errors, 'warning')}"
+                if len(findings) > errors else "") + "."]
+    lines += [f.line() for f in findings]
+    lines += ["", *steps, "", "Settings (environment and .env; secrets masked):"]
+    for name in type(settings).model_fields:
+        lines.append(f"  {name:<38} {_shown(getattr(settings, name))}")
+    return "\n".join(lines)
+
+
+def plural(count: int, noun: str) -> str:
+    """`noun` as it reads after `count`: 1 step, 2 steps."""
+    return noun if count == 1 else f"{noun}s"
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, SecretStr):
+        return "******** (set)" if value.get_secret_value() else "(not set)"
+    if value in (None, "", []):
+        return "(not set)"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def _step_lines(settings: Settings, wrong: set[str]) -> tuple[list[str], int, int]:
+    """Which steps of the runbook run or skip (and why); how many run, of how many. A step
+    needing a setting in `wrong` cannot run either."""
     from bot.runbook.loader import load_runbook
     from bot.runbook.registry import load_steps
 
-    lines = ["Settings (environment and .env; secrets masked):"]
-    for name, field in type(settings).model_fields.items():
-        value = getattr(settings, name)
-        if isinstance(value, SecretStr):
-            shown = "******** (set)" if value.get_secret_value() else "(not set)"
-        elif value in (None, "", []):
-            shown = "(not set)"
-        elif isinstance(value, list):
-            shown = ", ".join(str(v) for v in value)
-        else:
-            shown = str(value)
-        lines.append(f"  {name:<38} {shown}")
-        del field
     registry = load_steps()
     runbook = load_runbook(settings.RUNBOOK_PATH, registry)
-    source = settings.RUNBOOK_PATH or "default runbook"
-    lines += ["", f"Steps ({source}):"]
+    lines = [f"Steps ({settings.RUNBOOK_PATH or 'default runbook'}):"]
     runnable = 0
     for phase, spec in runbook.enabled_steps():
-        reason = spec.skip or registry[spec.name].skip_reason(settings)
+        needs = [name for name in registry[spec.name].requires if name in wrong]
+        reason = spec.skip or registry[spec.name].skip_reason(settings) or (
+            f"wrong settings: {', '.join(needs)} (see above)" if needs else None)
         if reason:
             lines.append(f"  skip  {phase.name:<9} {spec.name:<20} {reason}")
         else:
@@ -131,6 +156,4 @@ def config_report(settings: Settings) -> str:
     disabled = [s.name for p in runbook.phases for s in p.steps if not s.enabled]
     if disabled:
         lines.append(f"  (disabled in the runbook: {', '.join(disabled)})")
-    total = len(runbook.enabled_steps())
-    lines.append(f"{runnable} of {total} steps can run; {total - runnable} would be skipped.")
-    return "\n".join(lines)
+    return lines, runnable, len(runbook.enabled_steps())
