@@ -13,6 +13,7 @@ from pydantic import SecretStr
 from bot.chat.blocks import duration
 from bot.config import Settings
 from bot.runbook.model import TEMPLATE_FIELDS, Release
+from bot.wording import plural
 
 
 def release_json(release: Release, full: bool = False) -> dict[str, Any]:
@@ -106,22 +107,17 @@ def config_report(settings: Settings) -> str:
     findings = check_values(settings)
     steps, runnable, total = _step_lines(settings, {f.setting for f in findings if f.error})
     errors = sum(1 for f in findings if f.error)
-    lines = [f"Verdict: {runnable} of {total} {plural(total, 'step')} can run, "
+    warnings = len(findings) - errors
+    lines = [f"Verdict: {runnable} of {plural(total, 'step')} can run, "
              f"{total - runnable} would be skipped; "
-             + (f"{errors} {plural(errors, 'setting')} {'is' if errors == 1 else 'are'} wrong"
+             + (f"{plural(errors, 'setting')} {'is' if errors == 1 else 'are'} wrong"
                 if errors else "no setting is wrong")
-             + (f", {len(findings) - errors} {plural(len(findings) - errors, 'warning')}"
-                if len(findings) > errors else "") + "."]
+             + (f", {plural(warnings, 'warning')}" if warnings else "") + "."]
     lines += [f.line() for f in findings]
     lines += ["", *steps, "", "Settings (environment and .env; secrets masked):"]
     for name in type(settings).model_fields:
         lines.append(f"  {name:<38} {_shown(getattr(settings, name))}")
     return "\n".join(lines)
-
-
-def plural(count: int, noun: str) -> str:
-    """`noun` as it reads after `count`: 1 step, 2 steps."""
-    return noun if count == 1 else f"{noun}s"
 
 
 def _shown(value: Any) -> str:
