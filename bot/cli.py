@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import logging
+import os
 import sqlite3
 import sys
 from collections.abc import Callable
 from importlib import import_module
+from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr, ValidationError
@@ -70,7 +73,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     app, runtime = build_bolt_app(settings)
     port = args.port or settings.PORT
     print(f"release-bot listening on http://{args.host}:{port} (POST /slack/events, GET /healthz)")
-    web.run_app(create_web_app(app, runtime), host=args.host, port=port, print=None)
+    try:
+        web.run_app(create_web_app(app, runtime), host=args.host, port=port, print=None)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        print(f"release-bot: cannot listen on {args.host}:{port}: the port is in use (another "
+              "release-bot serve?); choose a free one with --port or PORT", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -122,9 +132,12 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_log(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.report import release_json, release_table, releases_table
+    from bot.report import missing_log, release_json, release_table, releases_table
     from bot.store import Store
 
+    if (missing := missing_log(settings)) is not None:
+        print(f"release-bot: {missing}", file=sys.stderr)
+        return 1
     store = Store(settings.DATABASE_PATH)
     redactor = default_redactor()
     if args.action == "show":
@@ -204,7 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(settings)
     handler: Handler = args.handler
     try:
-        return handler(args, settings)
+        code = handler(args, settings)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
+    except BrokenPipeError:  # `release-bot log | head -1`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except MissingSetting as exc:
         print(f"release-bot: {exc.name} is not set: {exc.purpose}", file=sys.stderr)
         return 2
@@ -213,11 +231,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except (OSError, sqlite3.Error) as exc:
-        where = getattr(exc, "filename", None) or settings.DATABASE_PATH
-        print(f"release-bot: cannot use {where}: {exc.strerror if isinstance(exc, OSError) else exc} "
+    except sqlite3.Error as exc:
+        print(f"release-bot: cannot use the release log {settings.DATABASE_PATH}: {exc} "
               "(check DATABASE_PATH and the working directory)", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"release-bot: {_os_error(exc, settings)}", file=sys.stderr)
+        return 2
+
+
+def _os_error(exc: OSError, settings: Settings) -> str:
+    """An OSError in one line, blaming DATABASE_PATH only when the file is the release log's."""
+    if not exc.filename:
+        return str(exc.strerror or exc)
+    where = str(exc.filename)
+    line = f"cannot use {where}: {exc.strerror or exc}"
+    log = Path(settings.DATABASE_PATH)
+    if Path(where) in (log, *log.parents):
+        line += " (check DATABASE_PATH and the working directory)"
+    return line
 
 
 def masked(value: Any) -> str:

@@ -6,6 +6,7 @@ steps; `release_json()` is the stable machine shape (`log --json`, `log show --j
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
@@ -97,6 +98,15 @@ def releases_table(releases: list[Release]) -> str:
                     f"{r.started_by[:12]:<12} {r.started_at:%Y-%m-%d %H:%M}  "
                     f"{duration(r.duration_seconds) if r.finished_at else '…'}")
     return "\n".join(rows)
+
+
+def missing_log(settings: Settings) -> str | None:
+    """Where the release log was looked for, when it is not there (reading never creates it)."""
+    path = settings.DATABASE_PATH
+    if path == ":memory:" or Path(path).exists():
+        return None
+    return (f"no release log at {Path(path).resolve()} (DATABASE_PATH={path}, looked from "
+            f"{Path.cwd()}); run in the bot's folder or set DATABASE_PATH")
 
 
 def config_report(settings: Settings) -> str:

@@ -51,6 +51,18 @@ def plain(text: str) -> str:
     return text.replace("```", "")
 
 
+BOLD = re.compile(r"(?<![\w*])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![\w*])")
+CODE = re.compile(r"`([^`\n]+)`")
+
+
+def plain_text(text: str) -> str:
+    """Slack mrkdwn as plain text for a terminal or a file: `plain()`, then no `*bold*` or
+    `code` markers and Slack's `&lt;`/`&gt;`/`&amp;` escapes undone."""
+    text = BOLD.sub(r"\1", plain(text))
+    text = CODE.sub(r"\1", text)
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 class ConsoleChat:
     """Chat that prints to a terminal."""
 
