@@ -22,21 +22,38 @@ from typing import Any
 from pydantic import SecretStr, ValidationError
 
 from bot.config import MissingSetting, Settings, describe_setting
-from bot.redact import Redactor, default_redactor
+from bot.redact import LOG_LIMIT, Redactor, default_redactor
 from bot.runbook.loader import RunbookError
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 
 class RedactingFormatter(logging.Formatter):
-    """Log formatter that passes every line through the redactor, bounded (`log_text`)."""
+    """Log formatter that redacts every line: the message bounded (`log_text`), a traceback
+    kept to its head and its last lines (where the error is)."""
 
     def __init__(self, redactor: Redactor) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
         self.redactor = redactor
 
     def format(self, record: logging.LogRecord) -> str:
-        return self.redactor.log_text(super().format(record))
+        copy = logging.makeLogRecord(record.__dict__)  # other handlers keep the original
+        copy.msg, copy.args = self.redactor.log_text(record.getMessage()), None
+        return super().format(copy)
+
+    def formatException(self, ei: Any) -> str:
+        return self.redactor(_ends(super().formatException(ei)))
+
+    def formatStack(self, stack_info: str) -> str:
+        return self.redactor(_ends(super().formatStack(stack_info)))
+
+
+def _ends(text: str, limit: int = LOG_LIMIT) -> str:
+    """`text` whole when short, else its first and last `limit // 2` characters."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}\n… [{len(text) - 2 * half} characters not shown] …\n{text[-half:]}"
 
 
 def setup_logging(settings: Settings) -> None:

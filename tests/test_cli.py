@@ -194,3 +194,21 @@ def test_log_lines_are_redacted_and_bounded() -> None:
     line = formatter.format(record)
     assert "hunter22" not in line and "[redacted]" in line
     assert len(line) < LOG_LIMIT + 200 and "more characters not shown" in line
+
+
+def test_logged_tracebacks_are_redacted_and_keep_their_last_line() -> None:
+    import logging
+    import sys as _sys
+
+    from bot.cli import RedactingFormatter
+    from bot.redact import LOG_LIMIT, Redactor
+
+    formatter = RedactingFormatter(Redactor(["hunter22"]))
+    try:
+        raise RuntimeError("x" * 50_000 + " push failed with password hunter22")
+    except RuntimeError:
+        record = logging.LogRecord("bot", logging.ERROR, __file__, 1, "step crashed", (),
+                                   _sys.exc_info())
+    line = formatter.format(record)
+    assert "hunter22" not in line and line.endswith("push failed with password [redacted]")
+    assert "step crashed" in line and len(line) < 2 * LOG_LIMIT

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from bot.chat.blocks import Message
-from bot.redact import Redactor
+from bot.redact import Redactor, default_redactor
 
 
 @dataclass
@@ -69,7 +69,7 @@ class ConsoleChat:
     def __init__(self, out: TextIO | None = None, redactor: Redactor | None = None,
                  show_updates: bool = False) -> None:
         self.out = out or sys.stdout
-        self.redact = redactor or Redactor()
+        self.redact = redactor or default_redactor()
         self.show_updates = show_updates
         self.messages: list[Said] = []
         self._ts = itertools.count(1)
