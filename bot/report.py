@@ -6,6 +6,7 @@ steps; `release_json()` is the stable machine shape (`log --json`, `log show --j
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
@@ -14,6 +15,7 @@ from bot.chat.blocks import duration, tally
 from bot.config import Settings
 from bot.redact import default_redactor
 from bot.runbook.model import TEMPLATE_FIELDS, Release
+from bot.wording import plural
 
 
 def release_json(release: Release, full: bool = False) -> dict[str, Any]:
@@ -105,31 +107,68 @@ def releases_table(releases: list[Release]) -> str:
     return "\n".join(rows)
 
 
+def missing_log(settings: Settings) -> str | None:
+    """Where the release log was looked for, when it is not there (reading never creates it)."""
+    path = settings.DATABASE_PATH
+    if path == ":memory:" or Path(path).exists():
+        return None
+    return (f"no release log at {Path(path).resolve()} (DATABASE_PATH={path}, looked from "
+            f"{Path.cwd()}); run in the bot's folder or set DATABASE_PATH")
+
+
 def config_report(settings: Settings) -> str:
-    """Every setting (secrets masked, unset shown as such), then which steps can run."""
+    """The verdict first (how many steps can run, whether a start would be refused, what is wrong
+    with the values), then which steps run, skip or are missing and why, then every setting
+    (secrets masked, unset shown as such)."""
+    from bot.config_check import check_values
+
+    findings = check_values(settings)
+    steps, runnable, total, refused = _step_lines(settings,
+                                                  {f.setting for f in findings if f.error})
+    errors = sum(1 for f in findings if f.error)
+    warnings = len(findings) - errors
+    lines = [f"Verdict: {runnable} of {plural(total, 'step')} can run, "
+             f"{total - runnable - refused} would be skipped"
+             + (f", {refused} required cannot run" if refused else "") + "; "
+             + (f"{plural(errors, 'setting')} {'is' if errors == 1 else 'are'} wrong"
+                if errors else "no setting is wrong")
+             + (f", {plural(warnings, 'warning')}" if warnings else "") + "."]
+    if refused:
+        lines.append(f"{plural(refused, 'required step')} cannot run: `/release start` would be "
+                     "refused. `release-bot check-config --runbook` prints a runbook of what can "
+                     "run now.")
+    lines += [f.line() for f in findings]
+    lines += ["", *steps, "", "Settings (environment and .env; secrets masked):"]
+    for name in type(settings).model_fields:
+        lines.append(f"  {name:<38} {_shown(getattr(settings, name))}")
+    return "\n".join(lines)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, SecretStr):
+        return "******** (set)" if value.get_secret_value() else "(not set)"
+    if value in (None, "", []):
+        return "(not set)"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def _step_lines(settings: Settings, wrong: set[str]) -> tuple[list[str], int, int, int]:
+    """Which steps of the runbook run, skip or are missing (required but cannot run), and why;
+    how many run, of how many, and how many required ones cannot. A step needing a setting in
+    `wrong` cannot run either."""
     from bot.runbook.loader import load_runbook
     from bot.runbook.registry import load_steps
 
-    lines = ["Settings (environment and .env; secrets masked):"]
-    for name, field in type(settings).model_fields.items():
-        value = getattr(settings, name)
-        if isinstance(value, SecretStr):
-            shown = "******** (set)" if value.get_secret_value() else "(not set)"
-        elif value in (None, "", []):
-            shown = "(not set)"
-        elif isinstance(value, list):
-            shown = ", ".join(str(v) for v in value)
-        else:
-            shown = str(value)
-        lines.append(f"  {name:<38} {shown}")
-        del field
     registry = load_steps()
     runbook = load_runbook(settings.RUNBOOK_PATH, registry)
-    source = settings.RUNBOOK_PATH or "default runbook"
-    lines += ["", f"Steps ({source}):"]
+    lines = [f"Steps ({settings.RUNBOOK_PATH or 'default runbook'}):"]
     runnable = refused = 0
     for phase, spec in runbook.enabled_steps():
-        reason = spec.skip or registry[spec.name].skip_reason(settings)
+        needs = [name for name in registry[spec.name].requires if name in wrong]
+        reason = spec.skip or registry[spec.name].skip_reason(settings) or (
+            f"wrong settings: {', '.join(needs)} (see above)" if needs else None)
         if reason and spec.always_required:
             refused += 1
             lines.append(f"  MISS  {phase.name:<9} {spec.name:<20} required, cannot run: {reason}")
@@ -143,24 +182,18 @@ def config_report(settings: Settings) -> str:
     disabled = [s.name for p in runbook.phases for s in p.steps if not s.enabled]
     if disabled:
         lines.append(f"  (disabled in the runbook: {', '.join(disabled)})")
-    total = len(runbook.enabled_steps())
-    lines.append(f"{runnable} of {total} steps can run; {total - runnable - refused} would be skipped.")
-    if refused:
-        lines.append(f"{refused} required step(s) cannot run: `/release start` would be refused. "
-                     "`release-bot check-config --runbook` prints a runbook of what can run now.")
-    return "\n".join(lines)
+    return lines, runnable, len(runbook.enabled_steps()), refused
 
 
 def runbook_report(settings: Settings) -> str:
     """The current runbook cut down to what can run with these settings (YAML, commented)."""
+    from bot.providers.refs import NoRefs, ref_source
     from bot.runbook.loader import load_runbook
     from bot.runbook.readiness import runbook_for_now
     from bot.runbook.registry import load_steps
 
     registry = load_steps()
     runbook = load_runbook(settings.RUNBOOK_PATH, registry)
-    from bot.providers.refs import NoRefs, ref_source
-
     refs_known = not isinstance(ref_source(settings, default_redactor()), NoRefs)
-    return runbook_for_now(runbook, registry, settings, settings.RUNBOOK_PATH or "the default runbook",
-                           refs_known=refs_known)
+    return runbook_for_now(runbook, registry, settings,
+                           settings.RUNBOOK_PATH or "the default runbook", refs_known=refs_known)

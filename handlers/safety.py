@@ -26,6 +26,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from bot.chat.slack import redacting
 from bot.config import Settings
 from bot.redact import Redactor
 
@@ -188,6 +189,7 @@ def install(app: AsyncApp, runtime: Runtime) -> None:
             await context.client.chat_postEphemeral(channel=channel, user=user, text=text,
                                                     blocks=blocks)
 
+        context["client"] = redacting(context.client, redact)  # listeners' Web API calls too
         context["respond"] = SafeRespond(trusted, redact, ephemeral, sessions)
         context["ack"] = RedactingAck(redact)
         await next()

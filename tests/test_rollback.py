@@ -564,7 +564,10 @@ async def test_cli_rolls_back_without_slack_and_log_show_has_it(
     assert code == 0, out.err
     assert env.serving() == env.old.id
     assert f"Rollback of release #{current.id}" in out.out
-    assert "<https://linear.app/acme/issue/ENG-10|ENG-10>" in out.out
+    assert "ENG-10 (https://linear.app/acme/issue/ENG-10)" in out.out
+    # Plain text, not Slack markup: no emoji codes, bold markers, <links> or <@mentions>
+    assert not any(mark in out.out for mark in (":rewind:", "*Reason:*", "<http", "<@", "`"))
+    assert "Reason: broken coach" in out.out and "by @oncall" in out.out
     assert env.old.id in out.out and env.new.id in out.out
 
     assert await asyncio.to_thread(main, ["log", "show", str(current.id), "--json"]) == 0
@@ -603,8 +606,19 @@ async def test_cli_confirmations(env: Env, tmp_path: Path, monkeypatch: pytest.M
     code = await asyncio.to_thread(main, ["rollback", str(current.id), "--reason", "r", "--backup"])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert env.supabase.restores and ":white_check_mark: *Restore a database backup*" in out
+    assert env.supabase.restores and "✔ Restore a database backup" in out
     assert env.serving() == env.old.id
+
+
+async def test_cli_outside_the_project_creates_no_database(
+        env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from bot.cli import main
+
+    db = cli_env(monkeypatch, env, tmp_path)
+    code = await asyncio.to_thread(main, ["rollback", "--reason", "r", "--yes"])
+    assert code == 2 and not db.exists()
+    assert capsys.readouterr().err.startswith(f"release-bot: no release log at {db} ")
 
 
 async def test_cli_refuses_while_another_rollback_holds_the_release(

@@ -227,7 +227,7 @@ async def test_pwa_spec_fails_when_the_service_worker_is_broken(
     staging_state.pwa_broken = True
     result = await StepHarness(_settings(workspace, staging_url, chromium)).run("playwright")
     assert result.outcome == Outcome.FAIL
-    assert result.summary.startswith("Playwright: 1 of 1 tests failed: ")
+    assert result.summary.startswith("Playwright: 1 of 1 test failed: ")
     assert TITLE in result.summary
     assert "toBeGreaterThan" in result.summary
     assert result.data["failed"] and result.data["passed"] == []

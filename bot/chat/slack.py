@@ -2,9 +2,17 @@
 
 Rate limits are retried by slack_sdk's `AsyncRateLimitErrorRetryHandler` (it honours
 `Retry-After`), connection errors by `AsyncConnectionErrorRetryHandler`.
+
+Every Web API call (chat.*, views.open/update/publish, ...) goes through
+`RedactingWebClient.api_call`, the one place where what the bot sends Slack is redacted: the
+readable text of the arguments is masked, while ids, timestamps and button payloads (`value`,
+`action_id`, `block_id`, `private_metadata`) pass unchanged, so every button still answers.
 """
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
@@ -12,10 +20,17 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
 )
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.chat.blocks import Message
 from bot.chat.port import ChatRefused
 from bot.config import Settings
+from bot.redact import Redactor, default_redactor, is_id_key
+
+# Arguments Slack needs exactly as given: credentials sent on purpose.
+_CREDENTIALS = frozenset({"token", "client_id", "client_secret", "code", "refresh_token"})
+# Arguments that may arrive as JSON text rather than as structures.
+_JSON_TEXT = frozenset({"blocks", "attachments", "view", "metadata"})
 
 BOT_HANDLE = "@release-bot"  # manifest.yml's display_name
 TOKEN_ERRORS = {"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive"}
@@ -42,9 +57,58 @@ def refusal_advice(code: str, channel: str) -> str | None:
     return None
 
 
-def make_web_client(settings: Settings) -> AsyncWebClient:
-    """A Web API client for the bot token and API URL in `settings`."""
-    return AsyncWebClient(
+class RedactingWebClient(AsyncWebClient):
+    """An AsyncWebClient that redacts the arguments of every call before sending them."""
+
+    def __init__(self, *args: Any, redactor: Redactor | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.redactor = redactor or default_redactor()
+
+    async def api_call(self, api_method: str, *, http_verb: str = "POST",
+                       files: dict[str, Any] | None = None, data: Any = None,
+                       params: dict[str, Any] | None = None, json: dict[str, Any] | None = None,
+                       headers: dict[str, Any] | None = None,
+                       auth: dict[str, Any] | None = None) -> AsyncSlackResponse:
+        """Send the call with its arguments' readable text redacted."""
+        return await super().api_call(
+            api_method, http_verb=http_verb, files=files,
+            data=self.clean(data) if isinstance(data, dict) else data,
+            params=self.clean(params), json=self.clean(json), headers=headers, auth=auth,
+        )
+
+    def clean(self, arguments: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The arguments of a call with their readable text redacted."""
+        if not arguments:
+            return arguments
+        return {key: value if key in _CREDENTIALS or is_id_key(key) else self._value(key, value)
+                for key, value in arguments.items()}
+
+    def _value(self, key: str, value: Any) -> Any:
+        if key in _JSON_TEXT and isinstance(value, str) and value[:1] in ("[", "{"):
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                return self.redactor(value)
+            return json.dumps(self.redactor.data(parsed))
+        return self.redactor.data(value)
+
+
+def redacting(client: AsyncWebClient, redactor: Redactor | None = None) -> RedactingWebClient:
+    """A redacting copy of `client` (for example Bolt's per-request `context.client`)."""
+    if isinstance(client, RedactingWebClient):
+        return client
+    return RedactingWebClient(
+        token=client.token, base_url=client.base_url, timeout=client.timeout, ssl=client.ssl,
+        proxy=client.proxy, session=client.session, trust_env_in_session=client.trust_env_in_session,
+        headers=client.headers, team_id=client.default_params.get("team_id"), logger=client.logger,
+        retry_handlers=list(client.retry_handlers) if client.retry_handlers else None,
+        redactor=redactor,
+    )
+
+
+def make_web_client(settings: Settings) -> RedactingWebClient:
+    """A redacting Web API client for the bot token and API URL in `settings`."""
+    return RedactingWebClient(
         token=settings.secret("SLACK_BOT_TOKEN") or None,
         base_url=settings.SLACK_API_URL,
         timeout=int(settings.HTTP_TIMEOUT_SECONDS),

@@ -38,6 +38,10 @@ from bot.runbook.registry import StepContext, StepDef
 from bot.store import Store
 
 log = logging.getLogger(__name__)
+# How an ended release reads after "Release #N has already …".
+ENDED = {ReleaseStatus.SUCCEEDED: "succeeded", ReleaseStatus.FAILED: "failed",
+         ReleaseStatus.CANCELLED: "been cancelled", ReleaseStatus.ROLLED_BACK: "been rolled back",
+         ReleaseStatus.INTERRUPTED: "been interrupted"}
 
 
 class Reporter(Protocol):
@@ -235,7 +239,7 @@ class Engine:
         """Stop a running or waiting release."""
         release = self._require(release_id)
         if not release.status.active:
-            raise EngineError(f"Release #{release_id} is already {release.status.value}.")
+            raise EngineError(f"Release #{release_id} has already {ENDED[release.status]}.")
         task = self._tasks.get(release_id)
         release.data["cancelled_by"] = user
         if reason:

@@ -25,6 +25,7 @@ from bot.providers.supabase_cli import SupabaseCli, SupabaseCliError
 from bot.providers.tools import resolve_tool
 from bot.runbook.model import Link, StepResult
 from bot.runbook.registry import StepContext, step
+from bot.wording import plural
 
 # --- playwright --------------------------------------------------------------------------------
 
@@ -110,7 +111,7 @@ async def playwright(ctx: StepContext) -> StepResult:
     if report.unexpected:
         first = report.failed[0] if report.failed else None
         reason = f": {first.title} — {first.errors[0]}" if first and first.errors else ""
-        return StepResult.fail(f"Playwright: {report.unexpected} of {ran} tests failed{reason}",
+        return StepResult.fail(f"Playwright: {report.unexpected} of {plural(ran, 'test')} failed{reason}",
                                details=details, data=data, output_tail=result.tail(20))
     if report.errors:
         return StepResult.fail(f"Playwright reported an error outside the tests: {report.errors[0]}",
@@ -327,14 +328,15 @@ async def schema_current(ctx: StepContext) -> StepResult:
     }
     if missing:
         return StepResult.fail(
-            f"{len(missing)} of {len(local)} migrations not applied on staging: "
+            f"{len(missing)} of {plural(len(local), 'migration')} not applied on staging: "
             + _names(missing, local),
             details=details, data=data)
     if not local:
         return StepResult.warn(f"No migration files under {workspace}/supabase/migrations",
                                details=details, data=data)
     newest = max(local)
-    summary = f"All {len(local)} migrations are applied on staging (newest {_names([newest], local)})"
+    every = "The only migration is" if len(local) == 1 else f"All {len(local)} migrations are"
+    summary = f"{every} applied on staging (newest {_names([newest], local)})"
     if remote_only:
         return StepResult.warn(
             summary + f"; staging also has {len(remote_only)} not in the release: "
