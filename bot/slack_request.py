@@ -119,12 +119,32 @@ def bolt_can_read(body: dict[str, Any]) -> bool:
         warning_unhandled_request(AsyncBoltRequest(body=body, mode="socket_mode"))
     except Exception:  # Bolt's extractors index into the payload without checking its shape
         return False
-    action = payload_utils.to_action(body)
-    view = payload_utils.to_view(body)
-    if action is not None and not all(isinstance(action.get(k, ""), str)
-                                      for k in ("action_id", "block_id")):
-        return False
-    return view is None or isinstance(view.get("callback_id", ""), str)
+    return all(_text(container, key) for container, key in _matched_fields(body))
+
+
+def _matched_fields(body: dict[str, Any]) -> list[tuple[Any, str]]:
+    """The (object, key) pairs Bolt's listener matchers index without checking, for this body."""
+    fields: list[tuple[Any, str]] = []
+    if payload_utils.is_slash_command(body):
+        fields.append((body, "command"))
+    if (action := payload_utils.to_action(body)) is not None:
+        fields.append((action, "action_id"))
+    if (view := payload_utils.to_view(body)) is not None:
+        fields.append((view, "callback_id"))
+    if (event := payload_utils.to_event(body)) is not None:
+        fields.append((event, "type"))
+    if any(check(body) for check in (payload_utils.is_shortcut, payload_utils.is_attachment_action,
+                                     payload_utils.is_dialog_submission,
+                                     payload_utils.is_dialog_cancellation,
+                                     payload_utils.is_workflow_step_edit)):
+        fields.append((body, "callback_id"))
+    if payload_utils.is_block_suggestion(body):
+        fields.append((body, "action_id"))
+    return fields
+
+
+def _text(container: Any, key: str) -> bool:
+    return isinstance(container, dict) and isinstance(container.get(key), str)
 
 
 def parse_body(text: str, content_type: str) -> dict[str, Any] | None:

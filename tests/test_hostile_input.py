@@ -259,6 +259,9 @@ async def test_signed_odd_payloads_get_an_answer_and_change_nothing(
             {**button, "user": None, "actions": [{"action_id": RETRY_ACTION, "value": "1"}]},
             {**button, "user": "U0ALICE", "actions": [{"action_id": RETRY_ACTION, "value": "1"}]},
             {**button, "actions": []},
+            {**button, "actions": [{"value": "1"}]},  # no action_id
+            {**button, "actions": [{"action_id": 7, "value": "1"}]},
+            {"type": "view_submission", "user": {"id": "U0ALICE"}, "view": {"state": {}}},
             {"type": "view_submission", "user": {"id": "U0ALICE"},
              "view": {"callback_id": CALLBACK_ID, "private_metadata": '{"release": 1e999}',
                       "state": {"values": []}}},
