@@ -69,6 +69,16 @@ async def test_local_changes_are_refused(workspace: Workspace) -> None:
     assert "has local changes (package.json)" in result.summary
 
 
+async def test_left_over_tool_output_is_refused_with_a_hint(workspace: Workspace) -> None:
+    (workspace.app / "test-results").mkdir()
+    (workspace.app / "test-results" / ".last-run.json").write_text("{}")
+    result = await harness(workspace, "release/1.2.0").run("tests")
+    assert result.outcome == Outcome.FAIL
+    assert "has local changes (test-results/)" in result.summary
+    assert "add it to the app's .gitignore" in result.summary
+    assert (workspace.app / "test-results" / ".last-run.json").exists()  # refused, not deleted
+
+
 async def test_unknown_ref_is_reported(workspace: Workspace) -> None:
     result = await harness(workspace, "release/9.9.9").run("tests")
     assert result.outcome == Outcome.FAIL and "'release/9.9.9' was not found" in result.summary

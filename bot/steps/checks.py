@@ -21,7 +21,7 @@ from bot.providers.eslint_output import LintReport, parse_lint_output
 from bot.providers.npm_output import install_script_failure
 from bot.providers.shell import CommandResult, child_env, elapsed_progress, run_command
 from bot.providers.test_output import TestRun, parse_test_output
-from bot.providers.workspace_files import LeftoverGuard, leave_as_found
+from bot.providers.workspace_files import TOOL_OUTPUT_DIRS, LeftoverGuard, leave_as_found
 from bot.redact import Redactor
 from bot.runbook.model import Outcome, StepResult
 from bot.runbook.registry import StepContext, step
@@ -65,10 +65,7 @@ async def prepare_workspace(ctx: StepContext, *, install: bool = True) -> dict[s
     if not status.ok:
         raise WorkspaceError(f"git status failed: {status.tail(5)}")
     if status.stdout.strip():
-        changed = ", ".join(line[3:] for line in status.stdout.splitlines()[:5])
-        raise WorkspaceError(
-            f"APP_WORKSPACE has local changes ({changed}); commit or discard them first"
-        )
+        raise WorkspaceError(_local_changes(status.stdout))
     await ctx.progress("git fetch")
     fetch = await _git(["fetch", "--prune", "--tags", "origin"], workspace, ctx.settings, ctx.redact)
     if not fetch.ok:
@@ -82,6 +79,18 @@ async def prepare_workspace(ctx: StepContext, *, install: bool = True) -> dict[s
                                      "deps": install}
     ctx.release.data["workspace"] = record
     return record
+
+
+def _local_changes(porcelain: str) -> str:
+    """Why the workspace is refused, with a hint when only tool output is in the way."""
+    entries = porcelain.splitlines()
+    changed = ", ".join(line[3:] for line in entries[:5])
+    text = f"APP_WORKSPACE has local changes ({changed}); commit or discard them first"
+    tops = {line[3:].split("/", 1)[0] for line in entries}
+    if all(line.startswith("?? ") for line in entries) and tops <= TOOL_OUTPUT_DIRS:
+        text += (" (this is test-tool output, e.g. from a Playwright run by hand: delete it, or add "
+                 "it to the app's .gitignore)")
+    return text
 
 
 async def _resolve(ref: str, workspace: Path, ctx: StepContext) -> str:
