@@ -217,7 +217,7 @@ def cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
 def _extra_commands() -> list[Any]:
     """Modules that add subcommands (rollback) with `add_parser(subparsers)`."""
     found = []
-    for name in ("bot.rollback_cli",):
+    for name in ("bot.rollback_args",):
         try:
             found.append(import_module(name))
         except ModuleNotFoundError as exc:

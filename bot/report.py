@@ -11,11 +11,10 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from bot.chat.blocks import duration, tally
 from bot.config import Settings
 from bot.redact import default_redactor
 from bot.runbook.model import TEMPLATE_FIELDS, Release
-from bot.wording import plural
+from bot.wording import duration, plural, tally
 
 
 def release_json(release: Release, full: bool = False) -> dict[str, Any]:

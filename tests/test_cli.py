@@ -237,3 +237,16 @@ def test_logged_tracebacks_are_redacted_and_keep_their_last_line() -> None:
     line = formatter.format(record)
     assert "hunter22" not in line and line.endswith("push failed with password [redacted]")
     assert "step crashed" in line and len(line) < 2 * LOG_LIMIT
+
+
+def test_log_loads_only_what_it_uses(tmp_path: Path) -> None:
+    """`release-bot log` starts without the rollback, Redis, httpx or the Slack Web API client."""
+    script = ("import sys\nfrom bot.cli import main\ncode = main(['log', '--json'])\n"
+              "heavy = [m for m in ('bot.rollback', 'bot.rollback_cli', 'redis', 'httpx', "
+              "'slack_sdk.web', 'slack_bolt', 'aiohttp') if m in sys.modules]\n"
+              "print('HEAVY', heavy, code)\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "VERCEL_"))}
+    env["DATABASE_PATH"] = str(seeded(tmp_path))
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                         cwd=REPO, timeout=60, check=False)
+    assert "HEAVY [] 0" in out.stdout, out.stdout + out.stderr

@@ -23,6 +23,7 @@ from slack_sdk.models.blocks import (
 
 from bot.runbook.approvers import mention
 from bot.runbook.model import Gate, Release, ReleaseStatus, StepRecord, StepState
+from bot.wording import duration, tally
 
 SECTION_LIMIT = 3000
 MAX_BLOCKS = 50
@@ -80,34 +81,6 @@ def section(text: str) -> SectionBlock:
 
 def context(text: str) -> ContextBlock:
     return ContextBlock(elements=[MarkdownTextObject(text=cut(text, 3000))])
-
-
-def duration(seconds: float | None) -> str:
-    """`1h 02m`, `4m 12s` or `9s`."""
-    if seconds is None:
-        return "—"
-    seconds = round(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    if minutes:
-        return f"{minutes}m {secs:02d}s"
-    return f"{secs}s"
-
-
-def tally(records: list[StepRecord]) -> str:
-    """`5 passed, 1 failed, 2 skipped`: skipped steps are never counted as passed."""
-    def count(*states: StepState) -> int:
-        return sum(1 for r in records if r.state in states)
-
-    passed, warned = count(StepState.OK, StepState.WARN), count(StepState.WARN)
-    parts = [f"{passed} passed" + (f" ({warned} with warnings)" if warned else "")]
-    for label, states in (("failed", (StepState.FAIL, StepState.INTERRUPTED)),
-                          ("skipped", (StepState.SKIPPED,)), ("cancelled", (StepState.CANCELLED,))):
-        if count(*states):
-            parts.append(f"{count(*states)} {label}")
-    return ", ".join(parts)
 
 
 def status_line(release: Release) -> str:
