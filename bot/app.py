@@ -7,8 +7,9 @@ listeners (handlers/) on top. The console chat and the demo use the runtime with
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import import_module
+from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
@@ -41,6 +42,7 @@ class Runtime:
     redactor: Redactor
     lock: RedisLock | None = None
     telemetry: BotTelemetry | None = None
+    listeners: list[Any] = field(default_factory=list)  # the watch, the Manual Tests prompt
 
 
 def build_redactor(settings: Settings) -> Redactor:
@@ -65,15 +67,25 @@ def build_runtime(settings: Settings, chat: Chat, *, store: Store | None = None,
     reporter = ChatReporter(chat, store, redactor, default_channel=settings.RELEASE_CHANNEL,
                             interval=update_interval)
     telemetry = BotTelemetry.from_settings(settings)
+    listeners = after_deploy_listeners(settings, store, chat, redactor)
+    extra = [*listeners, telemetry] if telemetry else listeners
     engine = Engine(settings=settings, store=store,
-                    reporter=Reporters(reporter, telemetry) if telemetry else reporter,
+                    reporter=Reporters(reporter, *extra) if extra else reporter,
                     runbook=runbook, registry=registry, redactor=redactor, lock=lock)
-    service = ReleaseService(settings, engine, store)
+    service = ReleaseService(settings, engine, store, chat)
     runtime = Runtime(settings=settings, store=store, engine=engine, reporter=reporter,
                       service=service, chat=chat, redactor=redactor, lock=lock,
-                      telemetry=telemetry)
+                      telemetry=telemetry, listeners=listeners)
     _wire_rollback(runtime)
     return runtime
+
+
+def after_deploy_listeners(settings: Settings, store: Store, chat: Chat,
+                           redactor: Redactor) -> list[Any]:
+    """The engine's listeners after the chat: the post-deploy watch."""
+    from bot.watch import Watcher
+
+    return [Watcher(settings, store, chat, redactor)]
 
 
 def _wire_rollback(runtime: Runtime) -> None:
