@@ -36,6 +36,7 @@ FIELD_COLUMNS = {
     "Migrations Applied": "migrations_applied",
     "Feature Highlights": "feature_highlights",
     "Manual Tests": "manual_tests",
+    "Automated Checks": "automated_checks",
     "Post-Deploy Monitoring Links": "monitoring_links",
     "Rollback Trigger (if used)": "rollback_trigger",
 }
@@ -115,6 +116,14 @@ def m002_rollbacks(db: sqlite_utils.Database) -> None:
         {"release_id": int, "rollback_id": int, "user": str, "at": str},
         pk="release_id",
     )
+
+
+@migrations()
+def m003_automated_checks(db: sqlite_utils.Database) -> None:
+    """"Automated Checks" gets its own column; what "Manual Tests" held until now were the
+    automated checks, so it moves there and "Manual Tests" waits for a person's answer."""
+    db.table("releases").add_column("automated_checks", str)
+    db.execute("update releases set automated_checks = manual_tests, manual_tests = ''")
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -162,7 +162,7 @@ async def run_tests(ctx: StepContext) -> StepResult:
                                output_tail=result.tail(25), data={**data, "failing": names})
     passed = _count(result.stdout, r"^# pass (\d+)") or _count(result.stdout, r"ℹ pass (\d+)")
     counted = f", {passed} passed" if passed is not None else ""
-    fields = {"Manual Tests": f"npm run test passed at {sha}"}
+    fields = {"Automated Checks": f"npm run test passed at {sha}"}
     return StepResult.ok(f"npm run test passed at {sha}{counted}", data=data, fields=fields)
 
 
@@ -183,7 +183,7 @@ async def run_lint(ctx: StepContext) -> StepResult:
                                details=details, output_tail=result.tail(25),
                                data={**data, "problems": errors[:50]})
     return StepResult.ok(f"npm run lint passed at {sha}", data=data,
-                         fields={"Manual Tests": f"npm run lint passed at {sha}"})
+                         fields={"Automated Checks": f"npm run lint passed at {sha}"})
 
 
 def _count(text: str, pattern: str) -> int | None:
