@@ -82,10 +82,13 @@ def build_runtime(settings: Settings, chat: Chat, *, store: Store | None = None,
 
 def after_deploy_listeners(settings: Settings, store: Store, chat: Chat,
                            redactor: Redactor) -> list[Any]:
-    """The engine's listeners after the chat: the post-deploy watch."""
+    """The engine's listeners after the chat: lead times, the post-deploy watch, Manual Tests."""
+    from bot.lead_time import LeadTimes
+    from bot.manual_tests import ManualTests
     from bot.watch import Watcher
 
-    return [Watcher(settings, store, chat, redactor)]
+    return [LeadTimes(settings, store), Watcher(settings, store, chat, redactor),
+            ManualTests(settings, store, chat, redactor)]
 
 
 def _wire_rollback(runtime: Runtime) -> None:
