@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.chat.console import plain
 from bot.commands import LOG_MAX, Command, ParseError, parse_command
 from bot.runbook.model import ReleaseStatus
 from bot.sandbox.staging_app import StagingState
@@ -78,3 +79,8 @@ async def test_log_and_show_answer_the_requester_alone_with_links_and_escaped_te
         assert "Release #99 does not exist" in (await slack.wait_response(key))["text"]
         stored = slack.runtime.store.get_release(1)
         assert stored is not None and stored.notes == "<!channel> & <https://evil.example|x>"
+
+
+def test_the_console_shows_slack_dates_as_their_fallback() -> None:
+    text = "started <!date^1780000000^{date_short_pretty} {time}|2026-05-28 20:26 UTC> · <@U0ALICE>"
+    assert plain(text) == "started 2026-05-28 20:26 UTC · @U0ALICE"

@@ -302,7 +302,8 @@ def release_log_message(releases: list[Release], links: dict[int, str], environm
     """`/release log`: newest first, one line each, in as few sections as Slack allows."""
     if not releases:
         return note_message(f"No releases to {environment} yet.")
-    head = f"*Last {len(releases)} releases to {environment}* (newest first)"
+    plural = "s" if len(releases) != 1 else ""
+    head = f"*Last {len(releases)} release{plural} to {environment}* (newest first)"
     lines = [log_line(r, links.get(r.id or 0)) for r in releases]
     sections: list[Block] = [section(head)]
     sections += [section(chunk) for chunk in _chunk_lines(lines, SECTION_LIMIT)]
