@@ -215,14 +215,23 @@ class Watcher(Listener):
     def enabled(self) -> bool:
         return self.settings.WATCH_MINUTES > 0
 
+    def measurable(self) -> bool:
+        """Whether anything can be watched: /api/health, Supabase's health, or PostHog."""
+        settings = self.settings
+        return bool(settings.STAGING_URL or posthog_ready(settings)
+                    or (settings.SUPABASE_PROJECT_REF and settings.SUPABASE_ACCESS_TOKEN))
+
     # --- engine events ----------------------------------------------------------------------
     async def release_started(self, release: Release) -> None:
         await guarded(self._supersede(release), "ending older watches")
 
     async def step_started(self, release: Release, record: StepRecord) -> None:
-        if not self.enabled or record.phase != "deploy" or release.id is None:
-            return
-        if self._row(release.id) is not None:
+        if self.enabled and record.phase == "deploy" and release.id is not None:
+            await guarded(self._begin_baseline(release), "the watch baseline")
+
+    async def _begin_baseline(self, release: Release) -> None:
+        assert release.id is not None
+        if self._row(release.id) is not None or not self.measurable():
             return
         self._insert(release, "baseline")
         task = asyncio.create_task(guarded(self._baseline(release), "the watch baseline"))
@@ -266,13 +275,17 @@ class Watcher(Listener):
             await task
         if self._row(release.id) is None:
             self._insert(release, WATCHING)
+        if not self.measurable():
+            row = self._row(release.id) or {"release_id": release.id}
+            await self._end(release, row, "off", ":stopwatch: No post-deploy watch: nothing to "
+                            "watch (set STAGING_URL, POSTHOG_PROJECT_ID with POSTHOG_PERSONAL_API_KEY, "
+                            "or SUPABASE_PROJECT_REF with SUPABASE_ACCESS_TOKEN).")
+            return
         now = self.clock()
         ends = now + timedelta(minutes=self.settings.WATCH_MINUTES)
         self._update(release.id, state=WATCHING, started_at=now.isoformat(), ends_at=ends.isoformat())
         await self._baseline_rate(release)
-        await self.check(release.id)
-        row = self._row(release.id)
-        if row is not None and row["state"] == WATCHING:
+        if await self.check(release.id) == WATCHING:
             self._schedule(release.id)
 
     async def _baseline_rate(self, release: Release) -> None:

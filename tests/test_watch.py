@@ -224,3 +224,36 @@ def test_watch_minutes_zero_turns_it_off(tmp_path: Path) -> None:
 
 def watcher_of_runtime(runtime: Any) -> Watcher:
     return next(w for w in runtime.listeners if isinstance(w, Watcher))
+
+
+class Recorder:
+    """A Chat that keeps what it is sent."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, str, str | None]] = []
+
+    async def post(self, channel: str, message: Any, thread_ts: str | None = None) -> str:
+        self.posts.append((channel, message.text, thread_ts))
+        return f"1.{len(self.posts)}"
+
+    async def update(self, channel: str, ts: str, message: Any) -> None:
+        self.posts.append((channel, message.text, ts))
+
+    async def ephemeral(self, channel: str, user: str, message: Any) -> None:
+        return None
+
+
+async def test_with_nothing_to_watch_the_thread_is_told_once_and_nothing_is_scheduled() -> None:
+    from bot.redact import Redactor
+    from bot.runbook.model import Release
+    from bot.store import Store
+
+    store = Store(":memory:")
+    chat = Recorder()
+    watcher = Watcher(make_settings(DATABASE_PATH=":memory:"), store, chat, Redactor())
+    release = store.create_release(Release(environment="staging", ref="main", started_by="U0ALICE",
+                                           channel="C1", thread_ts="1.0",
+                                           status=ReleaseStatus.SUCCEEDED))
+    await watcher.release_finished(release)
+    assert len(chat.posts) == 1 and "nothing to watch (set STAGING_URL" in chat.posts[0][1]
+    assert watcher._row(1)["outcome"] == "off" and watcher.open_watches() == []
