@@ -10,6 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import import_module
+from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
@@ -54,6 +55,7 @@ class Runtime:
             await close()
         if self.telemetry is not None:
             self.telemetry.shutdown()
+    listeners: list[Any] = field(default_factory=list)  # the watch, the Manual Tests prompt
 
 
 def build_redactor(settings: Settings) -> Redactor:
@@ -78,15 +80,28 @@ def build_runtime(settings: Settings, chat: Chat, *, store: Store | None = None,
     reporter = ChatReporter(chat, store, redactor, default_channel=settings.RELEASE_CHANNEL,
                             interval=update_interval)
     telemetry = BotTelemetry.from_settings(settings)
+    listeners = after_deploy_listeners(settings, store, chat, redactor)
+    extra = [*listeners, telemetry] if telemetry else listeners
     engine = Engine(settings=settings, store=store,
-                    reporter=Reporters(reporter, telemetry) if telemetry else reporter,
+                    reporter=Reporters(reporter, *extra) if extra else reporter,
                     runbook=runbook, registry=registry, redactor=redactor, lock=lock)
-    service = ReleaseService(settings, engine, store)
+    service = ReleaseService(settings, engine, store, chat)
     runtime = Runtime(settings=settings, store=store, engine=engine, reporter=reporter,
                       service=service, chat=chat, redactor=redactor, lock=lock,
-                      telemetry=telemetry)
+                      telemetry=telemetry, listeners=listeners)
     _wire_rollback(runtime)
     return runtime
+
+
+def after_deploy_listeners(settings: Settings, store: Store, chat: Chat,
+                           redactor: Redactor) -> list[Any]:
+    """The engine's listeners after the chat: lead times, the post-deploy watch, Manual Tests."""
+    from bot.lead_time import LeadTimes
+    from bot.manual_tests import ManualTests
+    from bot.watch import Watcher
+
+    return [LeadTimes(settings, store), Watcher(settings, store, chat, redactor),
+            ManualTests(settings, store, chat, redactor)]
 
 
 def _wire_rollback(runtime: Runtime) -> None:

@@ -122,12 +122,11 @@ def cmd_socket(args: argparse.Namespace, settings: Settings) -> int:
         from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
         from bot.app import build_bolt_app
-        from bot.scheduler import build_scheduler
+        from bot.scheduler import start_scheduler
 
         app, runtime = build_bolt_app(settings, socket_mode=True)
         await runtime.engine.recover()
-        scheduler = build_scheduler(runtime.store, runtime.reporter, runtime.lock)
-        scheduler.start()
+        scheduler = start_scheduler(runtime)
         from bot.chat.slack_auth import quiet_logger
 
         handler = AsyncSocketModeHandler(app, settings.secret("SLACK_APP_TOKEN"),

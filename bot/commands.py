@@ -6,6 +6,8 @@ Grammar:
     /release status [release-id]
     /release cancel [release-id] [reason...]
     /release rollback [release-id] [reason...]
+    /release log [N]
+    /release show release-id
 """
 
 from __future__ import annotations
@@ -23,9 +25,12 @@ USAGE = """\
 • `/release status [id]`: the running release, or the last one
 • `/release cancel [id] [reason]`: stop the running release
 • `/release rollback [id] [reason]`: revert a release (opens a form)
+• `/release log [N]`: the last N releases (default 10), with links to their threads
+• `/release show id`: one release as the release log table
 • `/release help`: this message"""
 
-SUBCOMMANDS = ("start", "status", "cancel", "rollback", "help")
+SUBCOMMANDS = ("start", "status", "cancel", "rollback", "help", "log", "show")
+LOG_DEFAULT, LOG_MAX = 10, 30
 REF = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/@+~^-]{1,200}(?<![./])$")
 MAX_TEXT = 2000
 
@@ -41,6 +46,7 @@ class Command:
     release_id: int | None = None
     reason: str = ""
     tickets: list[str] = field(default_factory=list)
+    limit: int = 0  # `log N`
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,8 @@ def parse_command(text: str | None) -> Command | ParseError:
         return _parse_start(args)
     if name == "status":
         return _parse_id_only(name, args)
+    if name in ("log", "show"):
+        return _parse_log(name, args)
     return _parse_id_reason(name, args)
 
 
@@ -127,6 +135,24 @@ def _parse_id_only(name: str, args: list[str]) -> Command | ParseError:
     if release_id is None:
         return _error(f"`{_show(args[0])}` is not a release id (a number like `42`).")
     return Command(name, release_id=release_id)
+
+
+def _parse_log(name: str, args: list[str]) -> Command | ParseError:
+    """`log [N]` (1..LOG_MAX) and `show ID`."""
+    if len(args) > 1:
+        return _error(f"`{name}` takes at most one number.")
+    if name == "show":
+        found = _release_id(args[0]) if args else None
+        if found is None:
+            shown = f"`{_show(args[0])}` is not a release id" if args else "`show` needs a release id"
+            return _error(f"{shown} (a number like `42`).")
+        return Command(name, release_id=found)
+    if not args:
+        return Command(name, limit=LOG_DEFAULT)
+    word = args[0]
+    if not word.isdigit() or not 1 <= int(word[:4]) <= LOG_MAX or len(word) > 4:
+        return _error(f"`{_show(word)}` is not a number of releases from 1 to {LOG_MAX}.")
+    return Command(name, limit=int(word))
 
 
 def _parse_id_reason(name: str, args: list[str]) -> Command | ParseError:

@@ -32,6 +32,12 @@ DEFAULT_BUILD_LOG_PATTERNS = [
     r"(?i)gotrue.*\b(connected|connection (established|ok|succeeded|successful)|ready|healthy)\b",
 ]
 DEFAULT_BUILD_LOG_ERROR_PATTERNS = [r"(?i)^\s*(error|fatal)\b", r"(?i)\bbuild failed\b"]
+DEFAULT_MANUAL_TEST_CHECKLIST = [
+    "Dashboard renders",
+    "AI coach answers with citations",
+    "Offline mode (PWA) works",
+    "Sign in and sign out",
+]
 DEFAULT_MONITORING_LINKS = [
     "Vercel deployment|{inspector_url}",
     "PostHog events|{posthog_host}/project/{posthog_project_id}/events",
@@ -233,6 +239,30 @@ class Settings(BaseSettings):
         None, description="Ticket link template, e.g. https://linear.app/acme/issue/{id}."
     )
 
+    # --- After the deploy ----------------------------------------------------------------------
+    WATCH_MINUTES: float = Field(
+        30, ge=0, description="Minutes the post-deploy watch compares staging with its baseline "
+        "after a successful release; 0 turns the watch off."
+    )
+    WATCH_INTERVAL_SECONDS: float = Field(
+        60, gt=0, description="Seconds between two checks of the post-deploy watch."
+    )
+    WATCH_FAILURE_RATIO: float = Field(
+        2.0, gt=0, description="The watch alerts when i_request_failed per 5 minutes exceeds this "
+        "multiple of the hour before the release."
+    )
+    WATCH_MIN_FAILURES: int = Field(
+        5, ge=1, description="Fewest i_request_failed events in 5 minutes before the rate can alert."
+    )
+    MANUAL_TEST_CHECKLIST: CsvList = Field(
+        default_factory=lambda: list(DEFAULT_MANUAL_TEST_CHECKLIST),
+        description="Checkboxes of the Manual Tests form shown after a successful release.",
+    )
+    MANUAL_TESTS_REMIND_MINUTES: float = Field(
+        60, ge=0, description="Remind the release's starter once when Manual Tests is still "
+        "unanswered after this many minutes; 0: no reminder."
+    )
+
     @field_validator(
         "RELEASE_OPERATORS",
         "RELEASE_APPROVERS",
@@ -240,6 +270,7 @@ class Settings(BaseSettings):
         "TELEMETRY_EVENTS",
         "PLAYWRIGHT_SPECS",
         "MONITORING_LINKS",
+        "MANUAL_TEST_CHECKLIST",
         mode="before",
     )
     @classmethod

@@ -20,7 +20,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 
 from bot.app import Runtime
 from bot.replay import RedisSeen, ReplayGuard, SqliteSeen
-from bot.scheduler import build_scheduler
+from bot.scheduler import start_scheduler
 from bot.slack_request import Accepted, Verifier, check
 
 log = logging.getLogger(__name__)
@@ -69,9 +69,8 @@ def create_web_app(app: AsyncApp, runtime: Runtime) -> web.Application:
         return web.json_response({"ok": True, "active_release": active.id if active else None})
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
-        scheduler = build_scheduler(runtime.store, runtime.reporter, runtime.lock)
         await runtime.engine.recover()
-        scheduler.start()
+        scheduler = start_scheduler(runtime)
         yield
         scheduler.shutdown(wait=False)
         await runtime.close()

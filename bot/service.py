@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from bot.chat import blocks
 from bot.chat.blocks import Message
-from bot.commands import USAGE, Command
+from bot.chat.links import thread_link, thread_links
+from bot.commands import LOG_DEFAULT, USAGE, Command
 from bot.config import Settings
 from bot.providers.refs import ref_source
+from bot.report import release_table
 from bot.runbook import readiness
 from bot.runbook.engine import Engine, EngineError
 from bot.runbook.model import Release
@@ -29,15 +32,16 @@ RollbackHandler = Callable[[Command, str, str, Reply, str | None], Awaitable[Non
 class ReleaseService:
     """Runs parsed commands against the engine and the release log."""
 
-    def __init__(self, settings: Settings, engine: Engine, store: Store) -> None:
+    def __init__(self, settings: Settings, engine: Engine, store: Store, chat: Any = None) -> None:
         self.settings = settings
         self.engine = engine
         self.store = store
+        self.chat = chat  # for links to threads (chat.getPermalink) when it is Slack
         self.rollback: RollbackHandler | None = None
 
     def authorize(self, command: Command, user: str) -> str | None:
         """A refusal message when `user` may not run `command`, else None. No I/O."""
-        if command.name in ("help", "status"):
+        if command.name in ("help", "status", "log", "show"):
             return None
         if command.dry_run:
             return None
@@ -64,6 +68,10 @@ class ReleaseService:
                 await self._status(command, reply)
             elif command.name == "cancel":
                 await self._cancel(command, user, reply)
+            elif command.name == "log":
+                await self._log(command, reply)
+            elif command.name == "show":
+                await self._show(command, reply)
             elif command.name == "rollback":
                 if self.rollback is None:
                     await reply(blocks.note_message(":warning: Rollback is not available here."))
@@ -104,6 +112,20 @@ class ReleaseService:
             await reply(blocks.note_message("No release has run yet."))
             return
         await reply(blocks.parent_message(release))
+
+    async def _log(self, command: Command, reply: Reply) -> None:
+        environment = self.settings.ENVIRONMENT
+        releases = self.store.list_releases(command.limit or LOG_DEFAULT, environment)
+        links = await thread_links(self.chat, releases)
+        await reply(blocks.release_log_message(releases, links, environment))
+
+    async def _show(self, command: Command, reply: Reply) -> None:
+        release = self.store.get_release(command.release_id or 0)
+        if release is None:
+            await reply(blocks.note_message(f"Release #{command.release_id} does not exist."))
+            return
+        link = await thread_link(self.chat, release)
+        await reply(blocks.release_show_message(release, release_table(release), link))
 
     async def _cancel(self, command: Command, user: str, reply: Reply) -> None:
         if command.release_id is not None:

@@ -36,6 +36,7 @@ FIELD_COLUMNS = {
     "Migrations Applied": "migrations_applied",
     "Feature Highlights": "feature_highlights",
     "Manual Tests": "manual_tests",
+    "Automated Checks": "automated_checks",
     "Post-Deploy Monitoring Links": "monitoring_links",
     "Rollback Trigger (if used)": "rollback_trigger",
 }
@@ -123,6 +124,14 @@ def m003_listing_indexes(db: sqlite_utils.Database) -> None:
     (a 100k-release log answers `log` and `status` without sorting every row)."""
     db.table("releases").create_index(["environment", "id"], if_not_exists=True)
     db.table("releases").create_index(["status", "id"], if_not_exists=True)
+
+
+@migrations()
+def m003_automated_checks(db: sqlite_utils.Database) -> None:
+    """"Automated Checks" gets its own column; what "Manual Tests" held until now were the
+    automated checks, so it moves there and "Manual Tests" waits for a person's answer."""
+    db.table("releases").add_column("automated_checks", str)
+    db.execute("update releases set automated_checks = manual_tests, manual_tests = ''")
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -10,7 +10,8 @@ from slack_bolt.async_app import AsyncApp
 if TYPE_CHECKING:
     from bot.app import Runtime
 
-MODULES = ("handlers.commands", "handlers.actions", "handlers.rollback")
+MODULES = ("handlers.commands", "handlers.actions", "handlers.rollback", "handlers.manual_tests",
+           "handlers.home")
 
 
 def register(app: AsyncApp, runtime: Runtime) -> None:

@@ -26,6 +26,7 @@ async def test_demo_runs_a_whole_release_and_rolls_it_back() -> None:
     assert "demo-user> /release start release/1.2.0" in text
     assert "demo-user> press apply" in text
     assert "Succeeded in" in text
+    assert "Post-deploy watch, check 1" in text and "health ok; Supabase healthy" in text
     # The release log entry, as the guide's template
     assert "| Field | Notes |" in text and "| Migrations Applied | 20250301000000 reflection_mood |" in text
     for step in ("telemetry_fresh", "tests", "lint", "migrations_review", "migrations_push",

@@ -79,7 +79,7 @@ StepFn = Callable[[StepContext], Awaitable[StepResult]]
 
 def ok(summary: str = "fine") -> StepFn:
     async def run(ctx: StepContext) -> StepResult:
-        return StepResult.ok(summary, fields={"Manual Tests": f"{ctx.step_name} ran"})
+        return StepResult.ok(summary, fields={"Automated Checks": f"{ctx.step_name} ran"})
     return run
 
 
@@ -125,7 +125,7 @@ async def test_steps_run_in_order_and_every_transition_is_stored_before_it_is_an
     assert [e[2] for e in reporter.events if e[0] == "finished"] == ["ok"] * 3
     assert reporter.events[-1] == ("release_finished", "", "succeeded")
     assert reporter.events[0] == ("release_started", "", "running")
-    assert done.fields["Manual Tests"].splitlines() == ["a ran", "b ran", "c ran"]
+    assert done.fields["Automated Checks"].splitlines() == ["a ran", "b ran", "c ran"]
     assert done.duration_seconds is not None
 
 

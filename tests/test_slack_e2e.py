@@ -65,6 +65,8 @@ async def test_release_start_posts_parent_updates_and_one_reply_per_step(
         assert updates, "the parent message was never updated"
         assert "Succeeded in" in updates[-1]["text"]
         replies = texts(slack.thread(ts))
+        watch = replies.pop()  # the post-deploy watch's first check follows the last word
+        assert "Post-deploy watch, check 1" in watch
         step_replies, summary = replies[:-2], replies[-2]
         assert len(step_replies) == 3
         assert "*Validate summary*: 3 passed" in summary and "skipped" not in summary

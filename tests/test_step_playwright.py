@@ -217,7 +217,7 @@ async def test_pwa_spec_passes_against_healthy_staging(
     assert result.data["passed"] == [f"specs/pwa-offline.spec.ts › PWA works offline › {TITLE}"]
     assert result.data["failed"] == []
     assert "*Passed*" in result.details and TITLE in result.details
-    assert result.fields["Manual Tests"] == f"Playwright {SPEC}: 1 passed, 0 failed"
+    assert result.fields["Automated Checks"] == f"Playwright {SPEC}: 1 passed, 0 failed"
     assert harness.progress and staging_url in harness.progress[0]
 
 

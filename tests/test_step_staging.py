@@ -38,7 +38,7 @@ async def test_smoke_renders_but_says_it_could_not_verify_the_build_without_a_so
     assert "rendered with 'Pocket Philosopher'" in result.summary
     assert "could not verify which build is serving" in result.summary
     assert "VERCEL_TOKEN" in result.summary and "SMOKE_VERSION_PATH" in result.summary
-    assert "Smoke" in result.fields["Manual Tests"]
+    assert "Smoke" in result.fields["Automated Checks"]
 
 
 async def test_smoke_fails_on_500_empty_page_or_missing_marker() -> None:
@@ -215,7 +215,7 @@ async def test_smoke_proves_the_release_is_serving_by_alias_and_version_path(ser
     assert result.data["serving_sha"] == RELEASE_SHA
     assert result.data["verified_by"] == [f"Vercel alias {DOMAIN}", "/api/version"]
     assert f"Vercel alias {DOMAIN}" in result.details and "/api/version" in result.details
-    assert "build verified" in result.fields["Manual Tests"]
+    assert "build verified" in result.fields["Automated Checks"]
     (lookup,) = [c for c in served.vercel_app[CALLS_KEY] if c["path"] == f"/v4/aliases/{DOMAIN}"]
     assert lookup["query"].get("teamId") == "team_1"
 

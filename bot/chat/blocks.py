@@ -8,7 +8,9 @@ fallback that says everything, which is what notifications and the console chat 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -21,6 +23,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from bot.redact import escape
 from bot.runbook.approvers import mention
 from bot.runbook.model import Gate, Release, ReleaseStatus, StepRecord, StepState
 from bot.wording import duration, tally
@@ -52,6 +55,7 @@ STATUS_ICONS = {
 RETRY_ACTION = "release_retry"
 ROLLBACK_ACTION = "release_rollback"
 GATE_ACTION_PREFIX = "gate:"
+USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
 
 
 @dataclass
@@ -262,3 +266,70 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
 
 def _dicts(blocks: list[Block]) -> list[dict[str, Any]]:
     return [block.to_dict() for block in blocks]
+
+
+# --- the release log in Slack (`/release log`, `/release show`) --------------------------------
+def slack_date(moment: datetime) -> str:
+    """A time Slack shows in the reader's own time zone (fallback: UTC)."""
+    stamp = int(moment.timestamp())
+    return f"<!date^{stamp}^{{date_short_pretty}} {{time}}|{moment:%Y-%m-%d %H:%M} UTC>"
+
+
+def log_line(release: Release, link: str | None) -> str:
+    """One release of the log: status, ref, SHA, who, when, duration, thread."""
+    sha = f" · `{release.git_sha[:8]}`" if release.git_sha else ""
+    took = f" · took {duration(release.duration_seconds)}" if release.finished_at else ""
+    thread = f" · <{link}|thread>" if link else ""
+    if not link and release.channel and release.thread_ts:
+        thread = f" · thread {release.thread_ts} in <#{release.channel}>"
+    ref = escape(release.ref.replace("`", "'"))
+    return (f"{STATUS_ICONS[release.status]} *#{release.id}* {release.status.value} · `{ref}`{sha}"
+            f" · {user_text(release.started_by)} · {slack_date(release.started_at)}{took}{thread}")
+
+
+def user_text(user: str) -> str:
+    """A Slack mention for a user id; any other name (console, CLI) escaped, never a mention."""
+    return f"<@{user}>" if USER_ID.fullmatch(user) else escape(user)
+
+
+def release_log_message(releases: list[Release], links: dict[int, str], environment: str) -> Message:
+    """`/release log`: newest first, one line each, in as few sections as Slack allows."""
+    if not releases:
+        return note_message(f"No releases to {environment} yet.")
+    plural = "s" if len(releases) != 1 else ""
+    head = f"*Last {len(releases)} release{plural} to {environment}* (newest first)"
+    lines = [log_line(r, links.get(r.id or 0)) for r in releases]
+    sections: list[Block] = [section(head)]
+    sections += [section(chunk) for chunk in _chunk_lines(lines, SECTION_LIMIT)]
+    return Message(text="\n".join([head, *lines]), blocks=_dicts(sections[:MAX_BLOCKS]), summary=head)
+
+
+def release_show_message(release: Release, table_text: str, link: str | None) -> Message:
+    """`/release show ID`: the guide's table (as the CLI prints it), escaped, in code blocks."""
+    head = f"*{escape(title_line(release))}* · {status_line(release)}"
+    if link:
+        head += f" · <{link}|thread>"
+    if release.notes:
+        head += f"\nNotes: {escape(cut(release.notes, 500))}"
+    safe = escape(table_text).replace("```", "'''")
+    chunks = _chunk_lines(safe.splitlines(), SECTION_LIMIT - 8)
+    parts: list[Block] = [section(head)]
+    parts += [section(f"```\n{chunk}\n```") for chunk in chunks]
+    return Message(text=f"{head}\n{safe}", blocks=_dicts(parts[:MAX_BLOCKS]), summary=head)
+
+
+def _chunk_lines(lines: list[str], limit: int) -> list[str]:
+    """Lines joined into chunks of at most `limit` characters (a longer line is cut)."""
+    chunks: list[str] = []
+    current: list[str] = []
+    size = 0
+    for line in lines:
+        line = line if len(line) <= limit else line[: limit - 1] + "…"
+        if current and size + len(line) + 1 > limit:
+            chunks.append("\n".join(current))
+            current, size = [], 0
+        current.append(line)
+        size += len(line) + 1
+    if current:
+        chunks.append("\n".join(current))
+    return chunks

@@ -39,12 +39,14 @@ EMOJI = {
 LINK = re.compile(r"<(https?://[^|>]+)\|([^>]+)>")
 BARE_LINK = re.compile(r"<(https?://[^|>]+)>")
 MENTION = re.compile(r"<[@#]([A-Za-z0-9._-]+)>")
+DATE = re.compile(r"<!date\^\d+\^[^|>]*\|([^>]+)>")
 
 
 def plain(text: str) -> str:
     """Slack mrkdwn made readable in a terminal: emoji, links, mentions, code fences."""
     for code, symbol in EMOJI.items():
         text = text.replace(code, symbol)
+    text = DATE.sub(lambda m: m.group(1), text)
     text = LINK.sub(lambda m: f"{m.group(2)} ({m.group(1)})", text)
     text = BARE_LINK.sub(lambda m: m.group(1), text)
     text = MENTION.sub(lambda m: f"@{m.group(1)}", text)

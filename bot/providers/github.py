@@ -39,6 +39,7 @@ class Comparison:
     commits: list[tuple[str, str, str]] = field(default_factory=list)
     html_url: str | None = None
     messages: dict[str, str] = field(default_factory=dict)  # sha -> full message
+    dates: dict[str, str] = field(default_factory=dict)  # sha -> author date (ISO 8601)
 
 
 def github_client(settings: Settings) -> httpx.AsyncClient:
@@ -115,17 +116,21 @@ async def compare(client: httpx.AsyncClient, repo: str, base: str, head: str) ->
         raise ProviderError(PROVIDER, "answered the comparison without a `commits` list")
     commits: list[tuple[str, str, str]] = []
     messages: dict[str, str] = {}
+    dates: dict[str, str] = {}
     for item in raw:
         if not isinstance(item, dict) or not isinstance(item.get("sha"), str):
             continue
         detail = item.get("commit")
+        author = detail.get("author") if isinstance(detail, dict) else None
+        if isinstance(author, dict) and isinstance(author.get("date"), str):
+            dates[item["sha"]] = author["date"]
         message = detail.get("message") if isinstance(detail, dict) else None
         text = message if isinstance(message, str) else ""
         first = text.strip().splitlines()[0] if text.strip() else ""
         commits.append((item["sha"], first, str(item.get("html_url") or "")))
         messages[item["sha"]] = text
     html_url = body.get("html_url")
-    return Comparison(commits, html_url if isinstance(html_url, str) else None, messages)
+    return Comparison(commits, html_url if isinstance(html_url, str) else None, messages, dates)
 
 
 async def pulls_for_commit(

@@ -18,11 +18,13 @@ TEMPLATE_FIELDS = [
     "Migrations Applied",
     "Feature Highlights",
     "Manual Tests",
+    "Automated Checks",
     "Post-Deploy Monitoring Links",
     "Rollback Trigger (if used)",
 ]
-# Fields several steps contribute lines to; the others are set by one step.
-APPENDED_FIELDS = {"Manual Tests", "Feature Highlights"}
+# Fields several steps contribute lines to; the others are set by one step. "Manual Tests" is
+# what the person who started the release says they tested by hand (bot.manual_tests).
+APPENDED_FIELDS = {"Automated Checks", "Feature Highlights"}
 
 
 def utcnow() -> datetime:

@@ -8,7 +8,7 @@ OpenAPI description when `SlackState.spec_path` names it (read at runtime, never
 else from `BUILTIN_REQUIRED`. `POST /response/{id}` records `response_url` payloads.
 
 Methods: chat.postMessage, chat.update, chat.postEphemeral, chat.getPermalink, views.open,
-views.push, views.update, auth.test, conversations.info, users.info, usergroups.users.list,
+views.push, views.update, views.publish, auth.test, conversations.info, users.info, usergroups.users.list,
 and apps.connections.open
 (with the app-level token). A channel with `is_member: False` answers posts `not_in_channel`,
 an archived one `is_archived`; a token in `revoked_tokens` is answered `token_revoked`.
@@ -35,6 +35,7 @@ BUILTIN_REQUIRED: dict[str, tuple[str, ...]] = {
     "views.open": ("trigger_id", "view"),
     "views.push": ("trigger_id", "view"),
     "views.update": ("view",),
+    "views.publish": ("user_id", "view"),
     "conversations.info": ("channel",),
     "users.info": ("user",),
     "auth.test": (),
@@ -84,6 +85,7 @@ class SlackState:
     messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     ephemerals: list[dict[str, Any]] = field(default_factory=list)
     views: dict[str, dict[str, Any]] = field(default_factory=dict)
+    home_views: dict[str, str] = field(default_factory=dict)  # user id -> id of their Home view
     expired_triggers: set[str] = field(default_factory=set)
     responses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     response_url_limit: int = 5
@@ -300,6 +302,29 @@ async def update_view(state: SlackState, args: dict[str, Any]) -> dict[str, Any]
     return {"ok": True, "view": state.views[view_id]}
 
 
+MAX_HOME_BLOCKS = 100
+
+
+async def publish_view(state: SlackState, args: dict[str, Any]) -> dict[str, Any]:
+    """views.publish: a `home` view for one user, replacing theirs; honours `hash`."""
+    user = str(args["user_id"])
+    if user not in state.users:
+        return _fail("user_not_found")
+    view = args["view"]
+    if not isinstance(view, dict) or view.get("type") != "home":
+        return _fail("invalid_arguments", response_metadata={"messages": ["[ERROR] must be a home view"]})
+    if not isinstance(view.get("blocks"), list) or len(view["blocks"]) > MAX_HOME_BLOCKS:
+        return _fail("invalid_arguments",
+                     response_metadata={"messages": ["[ERROR] blocks must be a list of at most 100"]})
+    current = state.home_views.get(user)
+    if args.get("hash") and current and args["hash"] != state.views[current]["hash"]:
+        return _fail("hash_conflict")
+    view_id = current or state.next_id("V")
+    state.views[view_id] = _view_json(state, view, view_id, None)
+    state.home_views[user] = view_id
+    return {"ok": True, "view": state.views[view_id]}
+
+
 async def auth_test(state: SlackState, args: dict[str, Any]) -> dict[str, Any]:
     """auth.test."""
     return {
@@ -381,6 +406,7 @@ METHODS: dict[str, MethodHandler] = {
     "views.open": open_view,
     "views.push": open_view,
     "views.update": update_view,
+    "views.publish": publish_view,
     "auth.test": auth_test,
     "conversations.info": conversation_info,
     "users.info": user_info,

@@ -224,7 +224,7 @@ async def run_tests(ctx: StepContext) -> StepResult:
             _failed_tests(result, run, sha), details=_failures_text(run),
             output_tail=result.tail(25), data=_test_data(run, data)), leftovers)
     counted = f" ({run.counts()})" if run.has_totals else ""
-    fields = {"Manual Tests": f"npm run test passed at {sha}{counted}"}
+    fields = {"Automated Checks": f"npm run test passed at {sha}{counted}"}
     return with_leftovers(StepResult.ok(f"npm run test passed at {sha}{counted}",
                                         data=_test_data(run, data), fields=fields), leftovers)
 
@@ -283,5 +283,5 @@ async def run_lint(ctx: StepContext) -> StepResult:
     noted = f" ({_lint_counts(report)})" if report.warnings else ""
     return with_leftovers(StepResult.ok(f"npm run lint passed at {sha}{noted}", details=details,
                                         data=lint_data,
-                                        fields={"Manual Tests": f"npm run lint passed at {sha}"}),
+                                        fields={"Automated Checks": f"npm run lint passed at {sha}"}),
                           leftovers)

@@ -89,22 +89,22 @@ async def smoke(ctx: StepContext) -> StepResult:
             return StepResult.fail(f"{rendered}, but which build is serving could not be proven: "
                                    f"{why}", details=details, links=links, data=data)
         return StepResult.warn(f"{rendered}; which build is serving could not be read: {why}",
-                               details=details, links=links, data=data, fields={"Manual Tests": manual})
+                               details=details, links=links, data=data, fields={"Automated Checks": manual})
     if not build.verified:
         seen = f" (it serves {build.serving_text()})" if build.serving_deployment or \
             build.serving_sha else ""
         return StepResult.warn(f"{rendered}, but could not verify which build is serving: "
                                + "; ".join(build.unverified) + seen, details=details, links=links,
-                               data=data, fields={"Manual Tests": manual})
+                               data=data, fields={"Automated Checks": manual})
     serving = build.serving_text()
     if not build.expecting:
         return StepResult.ok(f"{rendered}; serving {serving} (release #{ctx.release.id} is no "
                              "longer running, so not compared with its build)",
                              details=details, links=links, data=data,
-                             fields={"Manual Tests": manual})
+                             fields={"Automated Checks": manual})
     return StepResult.ok(f"{rendered}; serving {serving}, this release's build ("
                          + ", ".join(build.verified) + ")", details=details, links=links,
-                         data=data, fields={"Manual Tests": f"{manual}, build verified ({serving})"})
+                         data=data, fields={"Automated Checks": f"{manual}, build verified ({serving})"})
 
 
 def _same_commit(expected: str, reported: str) -> bool:
@@ -369,7 +369,7 @@ async def health(ctx: StepContext) -> StepResult:
         failures.append(f"status is {status}")
     if failures:
         return StepResult.fail("; ".join(failures), details=details, links=links, data=data)
-    fields = {"Manual Tests": "Health: /api/health ok"}
+    fields = {"Automated Checks": "Health: /api/health ok"}
     if warnings:
         return StepResult.warn("Healthy, but " + "; ".join(warnings), details=details, links=links,
                                data=data, fields=fields)
@@ -508,7 +508,7 @@ def _judge_stream(first_chunk: float | None, arrivals: list[float], text: list[s
     streamed = f"{plural(chunks, 'chunk')}, first after {data['first_chunk_ms']} ms, "
     return StepResult.ok(f"Streamed {streamed}{plural(len(citations), 'citation')}",
                          details=details, data=data,
-                         fields={"Manual Tests": f"AI coach: streamed {plural(chunks, 'chunk')} "
+                         fields={"Automated Checks": f"AI coach: streamed {plural(chunks, 'chunk')} "
                                                  f"with {plural(len(citations), 'citation')}"})
 
 

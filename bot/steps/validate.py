@@ -154,9 +154,9 @@ def _playwright_result(result: CommandResult, specs: list[str], timeout: float) 
     manual = f"Playwright {', '.join(specs)}: {counts}"
     if report.flaky:
         return StepResult.warn(f"Playwright: {counts} (flaky tests passed only on retry)",
-                               details=details, data=data, fields={"Manual Tests": manual})
+                               details=details, data=data, fields={"Automated Checks": manual})
     return StepResult.ok(f"Playwright: {counts}", details=details, data=data,
-                         fields={"Manual Tests": manual})
+                         fields={"Automated Checks": manual})
 
 
 # --- redis -------------------------------------------------------------------------------------
