@@ -62,10 +62,11 @@ async def measure_release(results: Results) -> Release | None:
         results.add(Row(section, f"`{method}` calls", count, "calls", steps, "steps"))
     for channel, times in sorted(calls.posts.items()):
         results.add(Row(section, f"`chat.postMessage` in {channel}: most in any 1 s", peak(times, 1.0),
-                        "posts", 1, "Slack's 1 per second", "≤ 1 per second sustained",
-                        value_at_most(1)))
+                        "posts", 1, "Slack's 1 per second"))
         results.add(Row(section, f"`chat.postMessage` in {channel}: most in any 3 s", peak(times, 3.0),
                         "posts", 3, "3 per 3 s", "never more than 3 in any 3 s", value_at_most(3)))
+        results.add(Row(section, f"`chat.postMessage` in {channel}: most in any 10 s", peak(times, 10.0),
+                        "posts", 10, "1 per second", "≤ 1 per second sustained", value_at_most(10)))
     return release
 
 

@@ -91,7 +91,7 @@ async def wait_healthy(url: str, popen: subprocess.Popen[bytes], timeout: float 
     async with aiohttp.ClientSession() as http:
         while True:
             if popen.poll() is not None:
-                raise RuntimeError(f"{popen.args} exited with {popen.returncode} before answering")
+                raise RuntimeError(f"{popen.args!r} exited with {popen.returncode} before answering")
             try:
                 async with http.get(f"{url}/healthz", timeout=aiohttp.ClientTimeout(total=2)) as r:
                     if r.status == 200:
@@ -99,7 +99,7 @@ async def wait_healthy(url: str, popen: subprocess.Popen[bytes], timeout: float 
             except (TimeoutError, aiohttp.ClientError):
                 pass
             if time.perf_counter() - started > timeout:
-                raise RuntimeError(f"{popen.args} did not answer /healthz within {timeout:.0f} s")
+                raise RuntimeError(f"{popen.args!r} did not answer /healthz within {timeout:.0f} s")
             await asyncio.sleep(0.02)
 
 

@@ -53,7 +53,7 @@ class Row:
 
 def number(value: float) -> str:
     """A figure with sensible precision."""
-    if value == int(value) and abs(value) >= 10:
+    if value == int(value):
         return f"{int(value):,}"
     if abs(value) >= 100:
         return f"{value:,.0f}"
@@ -85,6 +85,7 @@ class Results:
     notes: list[str] = field(default_factory=list)
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
     load_before: tuple[float, float, float] = field(default_factory=os.getloadavg)
+    measured: str = field(default_factory=lambda: commit())  # the commit at the start of the run
 
     def add(self, row: Row) -> Row:
         self.rows.append(row)
@@ -101,7 +102,7 @@ class Results:
         lines = ["# Benchmark results", "",
                  "Written by `make bench` (`python -m bench`); every ratio is against a baseline "
                  "measured in the same run. Targets are those of issue 10's table.", "",
-                 *machine_lines(self.started, self.load_before), ""]
+                 *machine_lines(self.started, self.load_before, self.measured), ""]
         if self.notes:
             lines += ["## How this run measured", "", *[f"- {n}" for n in self.notes], ""]
         section = None
@@ -162,11 +163,12 @@ def _version(name: str) -> str:
         return "?"
 
 
-def machine_lines(started: datetime, load_before: tuple[float, float, float]) -> list[str]:
+def machine_lines(started: datetime, load_before: tuple[float, float, float],
+                  measured: str) -> list[str]:
     load_after = os.getloadavg()
     return [
         f"- date: {started:%Y-%m-%d %H:%M} UTC",
-        f"- commit: {commit()}",
+        f"- commit: {measured}",
         f"- machine: {_cpu_model()}, {os.cpu_count()} cores, {_memory()}, {platform.system()} "
         f"{platform.release()}",
         f"- Python {platform.python_version()}, slack-bolt {_version('slack-bolt')}, "
