@@ -1,0 +1,86 @@
+"""The benchmark harness (bench/) imports, and its pieces produce what RESULTS.md is made of.
+
+Nothing here times anything: the figures themselves are read from bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from slack_sdk.signature import SignatureVerifier
+
+from bench import biglog, inprocess
+from bench.__main__ import parse
+from bench.load import Samples, signed_command
+from bench.release_calls import peak
+from bench.results import Results, Row, ratio_at_most
+from bot.store import Store
+
+
+def test_a_tiny_store_measure_writes_results_rows(tmp_path: Path) -> None:
+    results = Results()
+    inprocess.bench_transactions(results, steps=3)
+    assert [r.unit for r in results.rows] == ["commits", "commits"]
+    assert all(r.value >= 1 and r.met is not None for r in results.rows)
+    out = tmp_path / "RESULTS.md"
+    results.write(out)
+    text = out.read_text()
+    assert "## In-process measures" in text
+    assert "| what | measured | baseline | ratio | target | met |" in text
+    row = next(line for line in text.splitlines() if "Store.create_release" in line)
+    assert row.count("|") == 7 and "one transaction" in row
+    assert "- commit: " in text and "- machine: " in text
+
+
+def test_rows_show_ratio_and_target_verdict() -> None:
+    row = Row("s", "p99", 130.0, "ms", 100.0, "bare Bolt", "≤ 1.3× bare", ratio_at_most(1.3))
+    assert row.ratio == 1.3 and row.met is True
+    assert row.markdown() == "| p99 | 130 ms | 100 ms (bare Bolt) | 1.30× | ≤ 1.3× bare | met |"
+    slower = Row("s", "p99", 131.0, "ms", 100.0, "bare Bolt", "≤ 1.3× bare", ratio_at_most(1.3))
+    assert slower.met is False and "**not met**" in slower.markdown()
+
+
+def test_peak_counts_events_in_any_window() -> None:
+    times = [0.0, 0.2, 0.9, 1.5, 4.0, 4.1, 4.2, 4.3]
+    assert peak(times, 1.0) == 4  # 4.0 .. 4.3
+    assert peak(times, 3.0) == 5  # 1.5 .. 4.3
+    assert peak([0.0, 1.0, 2.0, 3.0], 3.0) == 3  # a window is half open
+    assert peak([], 1.0) == 0
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    samples = Samples(latencies=[i / 1000 for i in range(1, 101)])
+    assert samples.percentile(50) == 0.050
+    assert samples.percentile(99) == 0.099
+    assert samples.percentile(100) == 0.100
+
+
+def test_signed_command_verifies_with_the_signing_secret() -> None:
+    body, headers = signed_command("status", "http://127.0.0.1:1")
+    assert SignatureVerifier("s3cret-other").is_valid(
+        body.decode(), headers["X-Slack-Request-Timestamp"], headers["X-Slack-Signature"]) is False
+    from bench.procs import SIGNING_SECRET
+
+    assert SignatureVerifier(SIGNING_SECRET).is_valid(
+        body.decode(), headers["X-Slack-Request-Timestamp"], headers["X-Slack-Signature"])
+
+
+def test_copies_of_a_template_release_read_back_through_the_store(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    template = biglog.synthetic_release()
+    template_id = biglog.store_template(path, template)
+    biglog.copy_releases(path, template_id, 6)
+    store = Store(path)
+    listed = store.list_releases(20, biglog.ENVIRONMENT)
+    assert len(listed) == 6 and [r.id for r in listed] == sorted((r.id for r in listed), reverse=True)
+    copy = store.get_release(biglog.pick_show_id(path))
+    assert copy is not None and copy.id != template_id
+    assert [s.name for s in copy.steps] == [s.name for s in template.steps]
+    assert copy.fields["Feature Highlights"] == template.fields["Feature Highlights"]
+    assert len({r.git_sha for r in listed}) == 6
+
+
+def test_options_parse() -> None:
+    opts, out = parse(["--rounds", "1", "--releases", "10", "--skip", "release,load"])
+    assert (opts.rounds, opts.releases, opts.skip) == (1, 10, ("release", "load"))
+    assert out.name == "RESULTS.md"
