@@ -19,8 +19,9 @@ log = logging.getLogger(__name__)
 # Slack's signature window is 5 minutes; a little more covers clock skew between machines.
 WINDOW_SECONDS = 330
 DELETE_OLD = "delete from slack_requests_seen where seen_at < ?"
-SELECT = "select seen_at from slack_requests_seen where key = ?"
-UPSERT = "insert or replace into slack_requests_seen (key, seen_at) values (?, ?)"
+# Insert the key, or take it over when its earlier sighting is older than the window.
+INSERT_NEW = ("insert into slack_requests_seen (key, seen_at) values (?1, ?2) "
+              "on conflict(key) do update set seen_at = excluded.seen_at where seen_at < ?3")
 
 
 class SeenStore(Protocol):
@@ -32,27 +33,40 @@ class SeenStore(Protocol):
 
 
 class SqliteSeen:
-    """Seen keys in the release log's database (shared by every process using the file)."""
+    """Seen keys in the release log's database (shared by every process using the file).
+
+    `beside(conn)` opens its own connection to the same file with `synchronous=OFF`: a seen key
+    lost to a power cut costs nothing, while an fsync per request would (the release log's own
+    connection keeps its durable settings)."""
+
+    @classmethod
+    def beside(cls, conn: sqlite3.Connection) -> SqliteSeen:
+        """A SqliteSeen on the file `conn` is open on (or on `conn` itself when in memory)."""
+        path = next((row[2] for row in conn.execute("pragma database_list") if row[1] == "main"),
+                    "")
+        if not path:
+            return cls(conn)
+        own = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        own.execute("pragma busy_timeout=5000")
+        own.execute("pragma synchronous=OFF")
+        return cls(own)
 
     def __init__(self, conn: sqlite3.Connection, window: float = WINDOW_SECONDS) -> None:
         self.conn = conn
         self.window = window
         self._added = 0
-        with conn:
-            conn.execute("create table if not exists slack_requests_seen "
-                         "(key text primary key, seen_at real not null)")
+        conn.execute("create table if not exists slack_requests_seen "
+                     "(key text primary key, seen_at real not null)")
 
     async def add(self, key: str) -> bool:
         now = time.time()
-        with self.conn:
-            if self._added % 100 == 0:
+        if self._added % 100 == 0:
+            with self.conn:
                 self.conn.execute(DELETE_OLD, (now - self.window,))
-            self._added += 1
-            row = self.conn.execute(SELECT, (key,)).fetchone()
-            if row is not None and row[0] >= now - self.window:
-                return False
-            self.conn.execute(UPSERT, (key, now))
-        return True
+        self._added += 1
+        with self.conn:  # one statement, so two processes cannot both take the same key
+            inserted = self.conn.execute(INSERT_NEW, (key, now, now - self.window)).rowcount
+        return inserted == 1
 
 
 class RedisSeen:

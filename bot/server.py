@@ -29,7 +29,7 @@ MAX_BODY = 1024 * 1024
 
 def replay_guard(runtime: Runtime) -> ReplayGuard:
     """Redis when the bot has one (shared by every process), the release log's SQLite otherwise."""
-    sqlite = SqliteSeen(runtime.store.db.conn)
+    sqlite = SqliteSeen.beside(runtime.store.db.conn)
     if runtime.lock is not None:
         return ReplayGuard(RedisSeen(runtime.lock.client), fallback=sqlite)
     return ReplayGuard(sqlite)

@@ -236,8 +236,10 @@ class Store:
     def active_release(self, environment: str) -> Release | None:
         rows = list(
             self.db.query(
+                # `+id`: read the few active rows through (environment, status) and sort them,
+                # rather than walk the whole environment newest-first looking for one
                 "select * from releases where environment = ? and status in (?, ?) "
-                "order by id desc limit 1",
+                "order by +id desc limit 1",
                 [environment, ReleaseStatus.RUNNING.value, ReleaseStatus.WAITING.value],
             )
         )

@@ -110,3 +110,22 @@ def test_free_text_is_stored_redacted(store: Store) -> None:
     store.create_release(release)
     row = next(iter(store.db.query("select notes, rollback_trigger from releases")))
     assert "xoxb-1234" not in row["notes"] and "hunter2hunter2" not in row["rollback_trigger"]
+
+
+def test_listing_and_active_queries_read_an_index_not_the_table() -> None:
+    """On a long log the running release is found through (environment, status), and listings
+    newest-first through (environment, id): no query walks every release (see bench/)."""
+    store = Store(":memory:")
+
+    def plan(sql: str, args: list[object]) -> str:
+        return " ".join(r["detail"] for r in store.db.query("explain query plan " + sql, args))
+
+    active = plan("select * from releases where environment = ? and status in (?, ?) "
+                  "order by +id desc limit 1", ["staging", "running", "waiting"])
+    assert "idx_releases_environment_status" in active
+    listing = plan("select * from releases where environment = ? order by id desc limit ?",
+                   ["staging", 20])
+    assert "idx_releases_environment_id" in listing and "TEMP B-TREE" not in listing
+    import inspect
+
+    assert "order by +id desc" in inspect.getsource(Store.active_release)
