@@ -132,6 +132,7 @@ class Decision(BaseModel):
     action: str
     user: str
     at: datetime = Field(default_factory=utcnow)
+    reason: str = ""  # why, when the person said (e.g. why migrations were skipped)
 
 
 class StepRecord(BaseModel):
@@ -181,9 +182,11 @@ class Release(BaseModel):
 
     @property
     def duration_seconds(self) -> float | None:
+        """Time spent running: start to finish, less the idle time before each retry."""
         if self.finished_at is None:
             return None
-        return (self.finished_at - self.started_at).total_seconds()
+        idle = float(self.data.get("idle_seconds") or 0.0)
+        return max((self.finished_at - self.started_at).total_seconds() - idle, 0.0)
 
 
 class RequiredWhen(BaseModel):
