@@ -11,11 +11,12 @@ from typing import Any
 from bot.chat.blocks import Message
 from bot.commands import Command
 from bot.report import release_json, release_table
-from bot.runbook.model import ReleaseStatus, StepResult, StepState
+from bot.runbook.model import Gate, GateAction, ReleaseStatus, StepResult, StepState
 from bot.runbook.registry import StepContext
 from bot.sandbox.workspace import Workspace
 from bot.service import ReleaseService
 from bot.store import Store
+from tests.test_console import session
 from tests.test_engine import GATED, SEQUENTIAL, fail, gated_step, make_engine, ok
 
 HANG_GUARD = 30.0
@@ -216,3 +217,88 @@ async def test_a_release_cancelled_by_another_process_frees_the_gate_and_the_loc
     assert stored is not None and stored.status == ReleaseStatus.CANCELLED
     assert stored.step("gated").state == StepState.CANCELLED
     assert store2.lock_row("staging") is None
+
+
+# --- 9.9 choices people make are honoured ------------------------------------------------------
+def review_gate() -> Any:
+    """A migration-review-like gate: apply or skip."""
+    async def run(ctx: StepContext) -> StepResult:
+        decision = await ctx.ask(Gate(key="apply-1", prompt="Apply 1 migration?", actions=[
+            GateAction(id="apply", label="Apply"),
+            GateAction(id="skip", label="Skip", asks_reason=True)]))
+        data = {"decision": decision.action, "decided_by": decision.user}
+        if decision.action == "skip":
+            return StepResult.warn(f"skipped by {decision.user}: {decision.reason}", data=data)
+        return StepResult.ok("approved", data=data)
+    return run
+
+
+async def schema_check(ctx: StepContext) -> StepResult:
+    review = ctx.release.data["steps"]["review"]
+    if review["decision"] == "skip":
+        return StepResult.fail("1 migration not applied", data={"reopens": ["review"]})
+    return StepResult.ok("schema current")
+
+
+REVIEWED = """
+phases:
+  - name: prepare
+    steps: [{name: review}]
+  - name: validate
+    steps: [{name: schema}]
+"""
+
+
+async def test_retry_of_a_step_failed_by_a_gate_choice_asks_the_gate_again() -> None:
+    engine, reporter, _store = make_engine({"review": review_gate(), "schema": schema_check},
+                                          REVIEWED)
+    release = await engine.start(ref="m", user="U", channel=None)
+    await asyncio.wait_for(reporter.gates.get(), HANG_GUARD)
+    await engine.decide(release.id or 0, "review", "apply-1", "skip", "U1", "hotfix first")
+    failed = await engine.wait(release.id or 0)
+    assert failed.status == ReleaseStatus.FAILED
+
+    await engine.retry(release.id or 0, "U2")
+    await asyncio.wait_for(reporter.gates.get(), HANG_GUARD)  # asked again
+    assert (await engine.decide(release.id or 0, "review", "apply-1", "apply", "U1")).accepted
+    done = await asyncio.wait_for(engine.wait(release.id or 0), HANG_GUARD)
+    assert done.status == ReleaseStatus.SUCCEEDED
+    assert [(d["action"], d["by"], d["reason"]) for d in done.data["decisions"]] == [
+        ("skip", "U1", "hotfix first"), ("apply", "U1", "")]
+    assert done.data["retries"][0]["from_step"] == "review"
+    assert "hotfix first" in release_table(done)
+
+
+async def test_retry_of_a_failed_gate_step_asks_again() -> None:
+    answers: list[str] = []
+
+    async def gate_then_fail(ctx: StepContext) -> StepResult:
+        decision = await ctx.ask(Gate(key="go", prompt="Go?", actions=[GateAction(id="go",
+                                                                                  label="Go")]))
+        answers.append(decision.user)
+        return StepResult.fail("broke after the answer") if len(answers) == 1 else StepResult.ok("ok")
+
+    engine, reporter, _ = make_engine({"gated": gate_then_fail, "after": ok()}, GATED)
+    release = await engine.start(ref="m", user="U", channel=None)
+    await asyncio.wait_for(reporter.gates.get(), HANG_GUARD)
+    await engine.decide(release.id or 0, "gated", "go", "go", "U1")
+    assert (await engine.wait(release.id or 0)).status == ReleaseStatus.FAILED
+    await engine.retry(release.id or 0, "U2")
+    await asyncio.wait_for(reporter.gates.get(), HANG_GUARD)
+    await engine.decide(release.id or 0, "gated", "go", "go", "U3")
+    done = await asyncio.wait_for(engine.wait(release.id or 0), HANG_GUARD)
+    assert done.status == ReleaseStatus.SUCCEEDED and answers == ["U1", "U3"]
+
+
+async def test_console_press_keeps_the_words_after_the_choice_as_the_reason() -> None:
+    console, _ = session()
+    engine, reporter, store = make_engine({"review": review_gate(), "schema": schema_check},
+                                          REVIEWED)
+    console.runtime.engine, console.runtime.store = engine, store
+    release = await engine.start(ref="m", user="U", channel=None)
+    await asyncio.wait_for(reporter.gates.get(), HANG_GUARD)
+    await console.say(f"press skip {release.id} the table is already on staging")
+    await engine.wait(release.id or 0)
+    decision = store.get_decision(release.id or 0, "review", "apply-1")
+    assert decision is not None and decision.action == "skip" and decision.user == "U1"
+    assert decision.reason == "the table is already on staging"

@@ -115,6 +115,7 @@ class GateAction(BaseModel):
     label: str
     style: str | None = None  # "primary" | "danger" | None
     approvers_only: bool = True
+    asks_reason: bool = False  # the person may say why (Decision.reason); kept in the release log
 
 
 class Gate(BaseModel):
