@@ -10,6 +10,7 @@ from typing import Any
 
 from bot.chat.blocks import Message
 from bot.commands import Command
+from bot.locks import SqliteLock
 from bot.report import release_json, release_table
 from bot.runbook.model import Gate, GateAction, ReleaseStatus, StepResult, StepState
 from bot.runbook.registry import StepContext
@@ -302,3 +303,24 @@ async def test_console_press_keeps_the_words_after_the_choice_as_the_reason() ->
     decision = store.get_decision(release.id or 0, "review", "apply-1")
     assert decision is not None and decision.action == "skip" and decision.user == "U1"
     assert decision.reason == "the table is already on staging"
+
+
+async def test_the_engine_renews_its_lease_while_a_release_waits_and_stops_after() -> None:
+    engine, reporter, store = make_engine({"gated": gated_step([]), "after": ok()}, GATED)
+    lock = SqliteLock(store, lease_seconds=0.03)
+    renewed = asyncio.Event()
+    plain_renew = lock.renew
+
+    async def renew() -> None:
+        await plain_renew()
+        renewed.set()
+
+    lock.renew = renew  # type: ignore[method-assign]
+    engine.lock = lock
+    release = await engine.start(ref="m", user="U", channel=None)
+    await asyncio.wait_for(reporter.gates.get(), HANG_GUARD)
+    await asyncio.wait_for(renewed.wait(), HANG_GUARD)
+    await engine.decide(release.id or 0, "gated", "apply-2", "apply", "U1")
+    await asyncio.wait_for(engine.wait(release.id or 0), HANG_GUARD)
+    await asyncio.sleep(0)
+    assert engine._keepalive is None and store.lock_row("staging") is None

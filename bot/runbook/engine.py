@@ -400,6 +400,9 @@ class Engine:
         def forget(done: asyncio.Task[Release]) -> None:
             if self._tasks.get(release_id) is done:
                 del self._tasks[release_id]
+            if not self._tasks and self._keepalive is not None:
+                self._keepalive.cancel()  # nothing left to keep: no timer outlives the releases
+                self._keepalive = None
 
         task.add_done_callback(forget)
         if self._keepalive is None or self._keepalive.done():
@@ -407,7 +410,7 @@ class Engine:
 
     async def _keep_locks(self) -> None:
         """Renew this process's environment locks while it drives a release."""
-        while self._tasks:
+        while True:
             await asyncio.sleep(self.lock.renew_seconds)
             try:
                 await self.lock.renew()
