@@ -324,3 +324,18 @@ async def test_the_engine_renews_its_lease_while_a_release_waits_and_stops_after
     await asyncio.wait_for(engine.wait(release.id or 0), HANG_GUARD)
     await asyncio.sleep(0)
     assert engine._keepalive is None and store.lock_row("staging") is None
+
+
+async def test_an_answer_given_while_the_bot_was_down_is_in_the_history(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    first, reporter1, _ = make_engine({"gated": gated_step([]), "after": ok()}, GATED,
+                                      store=Store(path))
+    release = await first.start(ref="m", user="U", channel=None)
+    await asyncio.wait_for(reporter1.gates.get(), HANG_GUARD)
+    await first.shutdown()
+    second, _, _ = make_engine({"gated": gated_step([]), "after": ok()}, GATED, store=Store(path))
+    assert (await second.decide(release.id or 0, "gated", "apply-2", "skip", "U9", "later")).accepted
+    done = await asyncio.wait_for(second.wait(release.id or 0), HANG_GUARD)
+    assert done.status == ReleaseStatus.SUCCEEDED
+    assert [(d["action"], d["by"], d["reason"]) for d in done.data["decisions"]] == [
+        ("skip", "U9", "later")]

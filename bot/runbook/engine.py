@@ -91,6 +91,15 @@ def _note_retry(release: Release, user: str, first: str | None) -> None:
         {"by": user, "at": now.isoformat(), "from_step": first, "idle_seconds": round(idle, 3)})
 
 
+def _remember(release: Release, step: str, gate: Gate, decision: Decision) -> None:
+    """Keep a gate's answer in the release's history (a Retry that asks again adds, not replaces)."""
+    entry = {"step": step, "gate": gate.key, "action": decision.action, "by": decision.user,
+             "at": decision.at.isoformat(), "reason": decision.reason}
+    history = release.data.setdefault("decisions", [])
+    if entry not in history:
+        history.append(entry)
+
+
 class _StoppedElsewhere(Exception):
     """The stored release was finished by another process while this one ran it."""
 
@@ -254,7 +263,9 @@ class Engine:
                 raise EngineError(f"Release #{newest.id} started after #{release_id}; "
                                   "start a new release instead of retrying an old one.")
             if self.lock is not None and not await self.lock.acquire(release.environment, release_id):
-                raise EngineError(f"{release.environment} is locked by another release.")
+                holder = await self.lock.holder(release.environment)
+                raise EngineError(f"{release.environment} is held by release #{holder} in another "
+                                  "bot process; retry when it has finished.")
             reset = [r for r in release.steps if r.state in _RETRIED or r.name in _reopened(release)]
             _note_retry(release, user, reset[0].name if reset else None)
             release.status = ReleaseStatus.RUNNING
@@ -595,7 +606,8 @@ class Engine:
     async def _ask(self, release: Release, record: StepRecord, gate: Gate) -> Decision:
         assert release.id is not None
         stored = self.store.get_decision(release.id, record.name, gate.key)
-        if stored is not None:
+        if stored is not None:  # answered while the bot was down, or before a restart
+            _remember(release, record.name, gate, stored)
             return stored
         if not gate.approvers and any(a.approvers_only for a in gate.actions):
             gate = gate.model_copy(update={"approvers": list(self.settings.RELEASE_APPROVERS)})
@@ -618,9 +630,7 @@ class Engine:
         record.state = StepState.RUNNING
         record.gate = None
         release.status = ReleaseStatus.RUNNING
-        release.data.setdefault("decisions", []).append(
-            {"step": record.name, "gate": gate.key, "action": decision.action, "by": decision.user,
-             "at": decision.at.isoformat(), "reason": decision.reason})
+        _remember(release, record.name, gate, decision)
         self.store.save(release, record)
         await self.reporter.gate_closed(release, record, decision)
         return decision
