@@ -1,7 +1,8 @@
 """The console chat: type `/release …` in a terminal and watch the thread, like hubot's shell.
 
 Lines go through the same parser, authorization and service as Slack's slash command. Buttons
-become commands: `press <choice>` answers the open question (e.g. `press apply`), `retry [id]`
+become commands: `press <choice> [id] [why]` answers the open question (e.g. `press apply`; the
+words after the choice are the reason kept in the release log), `retry [id]`
 presses Retry step. `ConsoleSession.say()` is what tests and the demo push lines into.
 """
 
@@ -21,7 +22,8 @@ from bot.runbook.engine import EngineError
 from bot.runbook.model import StepState
 
 HELP = """Type `/release start [ref]`, `/release status`, `/release cancel`, `/release help`,
-`press <choice>` to answer an open question (e.g. `press apply`), `retry [id]`, or `quit`."""
+`press <choice> [id] [why]` to answer an open question (e.g. `press apply`,
+`press skip the table is already on staging`), `retry [id]`, or `quit`."""
 
 
 class ConsoleSession:
@@ -46,7 +48,9 @@ class ConsoleSession:
         if words[0] == "/release":
             await self._release(line.removeprefix("/release"))
         elif words[0] == "press" and len(words) >= 2:
-            await self.press(words[1], int(words[2]) if len(words) > 2 and words[2].isdigit() else None)
+            numbered = len(words) > 2 and words[2].isdigit()
+            reason = " ".join(words[3:] if numbered else words[2:])
+            await self.press(words[1], int(words[2]) if numbered else None, reason)
         elif words[0] == "retry":
             await self._retry(words[1] if len(words) > 1 else None)
         elif words[0] in ("help", "?"):
@@ -66,8 +70,8 @@ class ConsoleSession:
         await self.runtime.service.run(parsed, user=self.user, channel=self.channel,
                                        reply=self.reply)
 
-    async def press(self, choice: str, release_id: int | None = None) -> bool:
-        """Answer the open question of a release (the newest waiting one by default)."""
+    async def press(self, choice: str, release_id: int | None = None, reason: str = "") -> bool:
+        """Answer the open question of a release (the newest waiting one by default), with why."""
         store = self.runtime.store
         release = (store.get_release(release_id) if release_id
                    else store.active_release(self.runtime.settings.ENVIRONMENT))
@@ -78,7 +82,7 @@ class ConsoleSession:
         record = waiting[0]
         assert record.gate is not None
         result = await self.runtime.engine.decide(release.id, record.name, record.gate.key,
-                                                  choice, self.user)
+                                                  choice, self.user, reason)
         if not result.accepted:
             choices = ", ".join(a.id for a in record.gate.actions)
             await self.reply(blocks.note_message(f"{result.message} (choices: {choices})"))

@@ -49,7 +49,7 @@ def release_json(release: Release, full: bool = False) -> dict[str, Any]:
             }
             for r in release.steps
         ]
-        for key in ("rollback", "cancelled_by", "cancel_reason"):
+        for key in ("rollback", "cancelled_by", "cancel_reason", "retries", "decisions"):
             if key in release.data:
                 out[key] = release.data[key]
     return out
@@ -77,6 +77,7 @@ def release_table(release: Release) -> str:
     for record in release.steps:
         summary = record.result.summary if record.result else ""
         lines.append(f"| {record.name} | {record.state.value} | {_cell(summary)} |")
+    lines += _history_lines(release)
     rollback = release.data.get("rollback")
     if isinstance(rollback, dict):
         lines += ["", f"Rollback by {rollback.get('by')} at {rollback.get('at')}: "
@@ -89,6 +90,20 @@ def release_table(release: Release) -> str:
             lines.append(f"| check: {check.get('step')} | {check.get('outcome')} | "
                          f"{_cell(str(check.get('summary', '')))} |")
     return "\n".join(lines)
+
+
+def _history_lines(release: Release) -> list[str]:
+    """Who retried the release and when, and the reasons people gave at its gates."""
+    out = []
+    for retry in release.data.get("retries") or []:
+        if isinstance(retry, dict):
+            step = f" from {retry['from_step']}" if retry.get("from_step") else ""
+            out.append(f"Retried by {retry.get('by')} at {retry.get('at')}{step}")
+    for decision in release.data.get("decisions") or []:
+        if isinstance(decision, dict) and decision.get("reason"):
+            out.append(f"{decision.get('step')}: {decision.get('by')} chose "
+                       f"{decision.get('action')} at {decision.get('at')}: {decision['reason']}")
+    return ["", *out] if out else []
 
 
 def releases_table(releases: list[Release]) -> str:

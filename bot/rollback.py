@@ -86,6 +86,7 @@ ICONS = {
     Outcome.SKIPPED: ":fast_forward:",
 }
 CHECKS = ("smoke", "health")
+TRIGGER = "Rollback Trigger (if used)"
 LOOKUP_SECONDS = 2.5  # each network lookup of a plan shown in the modal
 VERSION = re.compile(r"\b(\d{14})\b")
 
@@ -788,7 +789,10 @@ class Rollbacks:
         if isinstance(earlier, dict):
             release.data.setdefault("rollback_history", []).append(earlier)
         release.data["rollback"] = summary
-        release.fields["Rollback Trigger (if used)"] = self._trigger_field(report)
+        # Each rollback adds its line: the first trigger stays on record.
+        trigger, earlier_text = self._trigger_field(report), release.fields.get(TRIGGER, "")
+        if trigger not in earlier_text.split("\n"):
+            release.fields[TRIGGER] = f"{earlier_text}\n{trigger}" if earlier_text else trigger
         if report.rolled_back:
             release.status = ReleaseStatus.ROLLED_BACK
             release.finished_at = release.finished_at or report.at

@@ -109,7 +109,9 @@ class ReleaseService:
     async def _status(self, command: Command, reply: Reply) -> None:
         release = self._target(command.release_id)
         if release is None:
-            await reply(blocks.note_message("No release has run yet."))
+            missing = (f"There is no release #{command.release_id}."
+                       if command.release_id is not None else "No release has run yet.")
+            await reply(blocks.note_message(missing))
             return
         await reply(blocks.parent_message(release))
 

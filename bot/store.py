@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -132,6 +132,17 @@ def m003_automated_checks(db: sqlite_utils.Database) -> None:
     automated checks, so it moves there and "Manual Tests" waits for a person's answer."""
     db.table("releases").add_column("automated_checks", str)
     db.execute("update releases set automated_checks = manual_tests, manual_tests = ''")
+
+
+@migrations()
+def m004_reasons_and_locks(db: sqlite_utils.Database) -> None:
+    """Why a person chose what they chose at a gate; the environment locks of bot processes."""
+    db.table("decisions").add_column("reason", str)
+    db.table("env_locks").create(
+        {"environment": str, "owner": str, "release_id": int, "host": str, "pid": int,
+         "expires_at": float},
+        pk="environment",
+    )
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -284,6 +295,7 @@ class Store:
                         "action": decision.action,
                         "user": decision.user,
                         "at": decision.at.isoformat(),
+                        "reason": default_redactor()(decision.reason),
                     }
                 )
                 return True
@@ -293,7 +305,8 @@ class Store:
             row = self.db.table("decisions").get((release_id, step, gate_key))
         except sqlite_utils.db.NotFoundError:
             return None
-        return Decision(action=row["action"], user=row["user"], at=datetime.fromisoformat(row["at"]))
+        return Decision(action=row["action"], user=row["user"], at=datetime.fromisoformat(row["at"]),
+                        reason=row.get("reason") or "")
 
     def clear_decisions(self, release_id: int, step: str) -> None:
         """Forget a step's gate answers (a retried step asks again)."""
@@ -301,6 +314,49 @@ class Store:
             self.db.execute(
                 "delete from decisions where release_id = ? and step = ?", [release_id, step]
             )
+
+    # --- environment locks (see bot.locks.SqliteLock) ---------------------------------------
+    def take_lock(self, environment: str, owner: dict[str, Any], now: float,
+                  lease: float, free: Callable[[dict[str, Any]], bool]) -> bool:
+        """Hold `environment` for `owner` (owner, release_id, host, pid) until now + lease.
+
+        Refused while another owner holds it, unless its lease ran out or `free(row)` says its
+        process is gone. The same owner taking it again renews it.
+        """
+        with self._lock:
+            self.db.conn.execute("BEGIN IMMEDIATE")
+            try:
+                rows = list(self.db.query("select * from env_locks where environment = ?",
+                                          [environment]))
+                held = rows[0] if rows else None
+                if (held is not None and held["owner"] != owner["owner"]
+                        and held["expires_at"] > now and not free(held)):
+                    self.db.conn.execute("ROLLBACK")
+                    return False
+                self.db.table("env_locks").upsert(
+                    {"environment": environment, **owner, "expires_at": now + lease},
+                    pk="environment")
+                self.db.conn.execute("COMMIT")
+            except BaseException:
+                self.db.conn.execute("ROLLBACK")
+                raise
+        return True
+
+    def drop_lock(self, environment: str, owner: str, release_id: int) -> None:
+        """Free `environment` if `owner` holds it for `release_id`."""
+        with self._tx():
+            self.db.execute("delete from env_locks where environment = ? and owner = ? and "
+                            "release_id = ?", [environment, owner, release_id])
+
+    def lock_row(self, environment: str) -> dict[str, Any] | None:
+        """Who holds `environment` (expired or not)."""
+        rows = list(self.db.query("select * from env_locks where environment = ?", [environment]))
+        return rows[0] if rows else None
+
+    def renew_locks(self, owner: str, until: float) -> None:
+        """Extend every lock `owner` holds."""
+        with self._tx():
+            self.db.execute("update env_locks set expires_at = ? where owner = ?", [until, owner])
 
     # --- rows ------------------------------------------------------------------------------
     def _release_row(self, release: Release) -> dict[str, Any]:

@@ -21,13 +21,14 @@ class StepHarness:
     """Runs one registered step outside the engine, recording progress and gates."""
 
     def __init__(self, settings: Settings, release: Release | None = None,
-                 answer: Callable[[Gate], str] | None = None) -> None:
+                 answer: Callable[[Gate], str] | None = None, reason: str = "") -> None:
         load_steps()
         self.settings = settings
         self.release = release or Release(id=1, environment="staging", ref="main", started_by="U1")
         self.progress: list[str] = []
         self.gates: list[Gate] = []
         self.answer = answer
+        self.reason = reason  # what the person says when answering a gate
 
     async def run(self, name: str, **options: Any) -> StepResult:
         async def progress(text: str) -> None:
@@ -37,7 +38,7 @@ class StepHarness:
             self.gates.append(gate)
             if self.answer is None:
                 raise AssertionError(f"step asked {gate.key!r} but the test gave no answer")
-            return Decision(action=self.answer(gate), user="UAPPROVER")
+            return Decision(action=self.answer(gate), user="UAPPROVER", reason=self.reason)
 
         ctx = StepContext(settings=self.settings, release=self.release, step_name=name,
                           options=options, redact=Redactor(self.settings.secret_values()),

@@ -476,6 +476,23 @@ async def test_schema_with_no_recorded_migrations_is_skipped(env: Env) -> None:
     assert outcome(report, SCHEMA) == Outcome.SKIPPED
 
 
+async def test_a_second_rollback_adds_its_trigger_and_keeps_the_first(env: Env) -> None:
+    runtime, _ = make_runtime(env.settings())
+    current = add_release(runtime.store, dep=env.new)
+    rollbacks = controller(runtime)
+    await rollbacks.run(current.id or 0, Choices(reason="coach is empty", deployment=False,
+                                                 schema=True), "U1")
+    await rollbacks.run(current.id or 0, Choices(reason="still broken", deployment=False,
+                                                 schema=True, tickets=["ENG-9"]), "U2")
+    stored = runtime.store.get_release(current.id or 0)
+    assert stored is not None
+    lines = stored.fields["Rollback Trigger (if used)"].split("\n")
+    assert len(lines) == 2
+    assert lines[0].startswith("coach is empty (by U1")
+    assert lines[1].startswith("still broken (by U2") and "ENG-9" in lines[1]
+    assert stored.data["rollback_history"][0]["reason"] == "coach is empty"
+
+
 # --- concurrency and running releases ----------------------------------------------------------
 async def test_second_rollback_of_the_same_release_is_told_the_first_is_under_way(env: Env) -> None:
     env.supabase.restore_unhealthy_polls = 10_000

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
+from pathlib import Path
 
 import redis.asyncio as aioredis
 
 from bot.chat.blocks import Message
 from bot.chat.reporter import ChatReporter
-from bot.locks import RedisLock
+from bot.locks import RedisLock, SqliteLock
 from bot.redact import Redactor
 from bot.runbook.model import Release, ReleaseStatus, StepRecord, StepState, utcnow
 from bot.sandbox.services import RedisServer
@@ -64,3 +66,65 @@ async def test_redis_lock_admits_one_release_per_environment(redis_server: Redis
     assert await second.acquire("staging", 2)
     await client.flushall()  # the server is shared by the session's tests
     await client.aclose()
+
+
+async def test_redis_lock_owner_is_the_process_not_the_release(redis_server: RedisServer) -> None:
+    client = aioredis.from_url(redis_server.url)
+    await client.flushall()
+    first, second = RedisLock(client), RedisLock(client)  # two bot processes
+    assert first.owner != second.owner and len(first.owner) >= 32
+    assert await first.acquire("staging", 7)
+    stored = (await client.get(RedisLock.key("staging"))).decode()
+    assert first.owner in stored and stored != "7"
+    # The same release recovered or retried by another live process is refused.
+    assert not await second.acquire("staging", 7)
+    await second.release("staging", 7)  # not its lock: nothing happens
+    assert await first.holder("staging") == 7
+    await first.release("staging", 7)
+    assert await second.acquire("staging", 7)
+    await client.flushall()
+    await client.aclose()
+
+
+async def test_redis_lock_of_a_process_that_died_on_this_host_is_taken_over(
+        redis_server: RedisServer) -> None:
+    client = aioredis.from_url(redis_server.url)
+    await client.flushall()
+    dead = RedisLock(client)
+    dead.identity["pid"] = await _dead_pid()
+    assert await dead.acquire("staging", 3)
+    assert await RedisLock(client).acquire("staging", 3)
+    await client.flushall()
+    await client.aclose()
+
+
+async def _dead_pid() -> int:
+    proc = await asyncio.create_subprocess_exec("true")
+    await proc.wait()
+    return proc.pid
+
+
+async def test_sqlite_lock_lease_and_owner(tmp_path: Path) -> None:
+    now = [1000.0]
+    first = SqliteLock(Store(tmp_path / "log.db"), lease_seconds=90, clock=lambda: now[0])
+    second = SqliteLock(Store(tmp_path / "log.db"), lease_seconds=90, clock=lambda: now[0])
+    assert await first.acquire("staging", 1)
+    assert not await second.acquire("staging", 1)
+    assert await second.holder("staging") == 1
+    now[0] += 60
+    await first.renew()  # the holder is alive and renews
+    now[0] += 60
+    assert not await second.acquire("staging", 1)
+    now[0] += 91  # the holder stopped renewing: its lease ran out
+    assert await second.acquire("staging", 1)
+    assert not await first.acquire("staging", 1)
+    await first.release("staging", 1)  # not its lock any more
+    assert await first.holder("staging") == 1
+
+
+async def test_sqlite_lock_of_a_dead_process_on_this_host_is_free(tmp_path: Path) -> None:
+    store = Store(tmp_path / "log.db")
+    gone = SqliteLock(store)
+    gone.identity["pid"] = await _dead_pid()
+    assert await gone.acquire("staging", 4)
+    assert await SqliteLock(store).acquire("staging", 4)

@@ -18,11 +18,16 @@ import pytest
 from bot.config import Settings
 from bot.providers.supabase_cli import SupabaseCli
 from bot.rollback import applied_migrations
-from bot.runbook.model import Outcome, Release
+from bot.runbook.engine import Engine
+from bot.runbook.loader import parse_runbook
+from bot.runbook.model import Outcome, Release, ReleaseStatus
+from bot.runbook.registry import REGISTRY, load_steps
 from bot.sandbox.services import PostgresServer, free_port
 from bot.sandbox.workspace import Workspace, create_workspace
 from bot.steps.migrations import PendingMigration, gate_key, review_text
+from bot.store import Store
 from tests.helpers import StepHarness, make_settings
+from tests.test_engine import RecordingReporter
 
 V1, V2, V3 = "20250101000000", "20250102000000", "20250103000000"
 V4, V5, V6 = "20250201000000", "20250202000000", "20250203000000"
@@ -173,14 +178,47 @@ async def test_skipped_is_recorded_and_push_does_nothing(
     assert review.outcome == Outcome.WARN
     assert review.summary == "Migrations skipped by <@UAPPROVER>"
     assert review.data["decision"] == "skip" and review.data["pending"] == [V4]
-    assert h.release.fields["Migrations Applied"] == (
-        f"skipped by <@UAPPROVER> (pending: {V4}_add_journal)")
+    field = h.release.fields["Migrations Applied"]
+    assert field.startswith("skipped by <@UAPPROVER> at ")
+    assert field.endswith(f"(no reason given; pending: {V4}_add_journal)")
     push = await h.run("migrations_push")
     assert push.outcome == Outcome.SKIPPED and push.summary == "skipped at review"
     assert push.data["applied"] == []
     assert history(server, name) == [V1, V2, V3]
     assert "journal" not in tables(server, name)
     assert applied_migrations(h.release) == []  # the skip line must not read as applied
+
+
+async def test_a_skip_keeps_who_and_why_and_schema_current_then_warns_naming_it(
+        ws: Workspace, staging: tuple[PostgresServer, str, str], supabase_cli: Path) -> None:
+    """The whole story in the engine: review (skip, with a reason), push, schema_current."""
+    _server, _name, url = staging
+    ws.add_migration(BRANCH, "add_journal", JOURNAL, version=V4)
+    load_steps()
+    store = Store(":memory:")
+    reporter = RecordingReporter(store)
+    runbook = parse_runbook("phases: [{name: p, steps: [{name: migrations_review}, "
+                            "{name: migrations_push}, {name: schema_current}]}]", REGISTRY)
+    engine = Engine(settings=settings_for(ws, url, supabase_cli), store=store, reporter=reporter,
+                    runbook=runbook, registry=REGISTRY)
+    release = await engine.start(ref=BRANCH, user="U0ALICE", channel=None)
+    await asyncio.wait_for(reporter.gates.get(), 120)
+    answered = await engine.decide(release.id or 0, "migrations_review", gate_key([V4]), "skip",
+                                   "U0BOB", "journal ships next sprint")
+    assert answered.accepted
+    done = await asyncio.wait_for(engine.wait(release.id or 0), 300)
+    assert done.status == ReleaseStatus.SUCCEEDED
+    schema = done.step("schema_current").result
+    assert schema is not None and schema.outcome == Outcome.WARN, schema
+    assert f"{V4}_add_journal" in schema.summary and "<@U0BOB>" in schema.summary
+    assert "journal ships next sprint" in schema.summary
+    field = done.fields["Migrations Applied"]
+    assert "<@U0BOB>" in field and "journal ships next sprint" in field and V4 in field
+    [decision] = done.data["decisions"]
+    assert (decision["action"], decision["by"], decision["reason"]) == (
+        "skip", "U0BOB", "journal ships next sprint")
+    stored = store.get_decision(release.id or 0, "migrations_review", gate_key([V4]))
+    assert stored is not None and stored.reason == "journal ships next sprint"
 
 
 async def test_cancel_fails_the_step(

@@ -89,6 +89,43 @@ async def test_cli_schema_behind_names_the_missing_migration(
     assert f"{NEW}  add_journal" in result.details and "NO" in result.details
 
 
+async def test_cli_migrations_a_person_skipped_warn_naming_them(
+    workspace: Workspace, postgres_db: str, supabase_cli: Path, cli: SupabaseCli
+) -> None:
+    await cli.push(workspace.app, db_url=postgres_db)
+    _add_local_migration(workspace, NEW, "add_journal", "create table public.journal (id int);\n")
+    harness = StepHarness(_cli_settings(workspace, postgres_db, supabase_cli))
+    harness.release.data["steps"] = {"migrations_review": {
+        "decision": "skip", "decided_by": "U0BOB", "pending": [NEW], "skipped": [NEW],
+        "skip_reason": "journal ships next sprint"}}
+    result = await harness.run("schema_current")
+    assert result.outcome == Outcome.WARN, result.summary
+    assert result.summary == (
+        f"1 of 4 migrations not applied on staging, skipped at the review by <@U0BOB>: "
+        f"journal ships next sprint: {NEW}_add_journal")
+    assert result.data["skipped"] == [NEW] and "reopens" not in result.data
+
+
+async def test_cli_missing_migrations_nobody_skipped_fail_and_reopen_the_review(
+    workspace: Workspace, postgres_db: str, supabase_cli: Path, cli: SupabaseCli
+) -> None:
+    await cli.push(workspace.app, db_url=postgres_db)
+    _add_local_migration(workspace, NEW, "add_journal", "create table public.journal (id int);\n")
+    _add_local_migration(workspace, "20250202000000", "add_tags", "create table public.tags (id int);\n")
+    harness = StepHarness(_cli_settings(workspace, postgres_db, supabase_cli))
+    harness.release.data["steps"] = {"migrations_review": {
+        "decision": "skip", "decided_by": "U0BOB", "pending": [NEW], "skipped": [NEW]}}
+    result = await harness.run("schema_current")
+    assert result.outcome == Outcome.FAIL
+    assert result.summary == ("1 of 5 migrations not applied on staging: 20250202000000_add_tags "
+                              "(1 more skipped at the review by <@U0BOB>)")
+    assert result.data["reopens"] == ["migrations_review", "migrations_push"]
+    # A review skipped by the runbook (nobody chose it) excuses nothing.
+    harness.release.data["steps"] = {"migrations_review": {"skip_reason": "no CLI"}}
+    again = await harness.run("schema_current")
+    assert again.outcome == Outcome.FAIL and again.data["skipped"] == []
+
+
 async def test_cli_nothing_applied_lists_every_migration(
     workspace: Workspace, postgres_db: str, supabase_cli: Path
 ) -> None:

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bot.config import Settings
+from bot.locks import SqliteLock
 from bot.redact import Redactor
+from bot.refs import resolve_sha
 from bot.runbook.approvers import GroupMembers, may_approve, mention
 from bot.runbook.model import (
     APPENDED_FIELDS,
@@ -42,6 +44,7 @@ log = logging.getLogger(__name__)
 ENDED = {ReleaseStatus.SUCCEEDED: "succeeded", ReleaseStatus.FAILED: "failed",
          ReleaseStatus.CANCELLED: "been cancelled", ReleaseStatus.ROLLED_BACK: "been rolled back",
          ReleaseStatus.INTERRUPTED: "been interrupted"}
+GATE_POLL_SECONDS = 2.0  # how often a waiting gate looks for an answer given to another process
 
 
 class Reporter(Protocol):
@@ -56,6 +59,45 @@ class Reporter(Protocol):
     async def phase_finished(self, release: Release, phase: str, records: list[StepRecord]) -> None: ...
     async def release_finished(self, release: Release) -> None: ...
     async def note(self, release: Release, text: str) -> None: ...
+
+
+_RETRIED = (StepState.FAIL, StepState.CANCELLED, StepState.INTERRUPTED, StepState.RUNNING,
+            StepState.WAITING)
+
+
+def highlight_lines(notes: str) -> str:
+    """The release's `--notes` as Feature Highlights bullets (one per line)."""
+    return "\n".join(f"• {line.strip().lstrip('•-* ').strip()}"
+                     for line in notes.splitlines() if line.strip())
+
+
+def _reopened(release: Release) -> set[str]:
+    """Earlier steps a failed step asks a Retry to run again (`data["reopens"]`), e.g. the
+    migration gate whose choice left the schema behind."""
+    names: set[str] = set()
+    for record in release.steps:
+        if record.state == StepState.FAIL and record.result is not None:
+            names.update(str(n) for n in record.result.data.get("reopens") or [])
+    return names
+
+
+def _note_retry(release: Release, user: str, first: str | None) -> None:
+    """Keep who retried and when, and count the idle time since the release stopped."""
+    now = utcnow()
+    idle = (now - release.finished_at).total_seconds() if release.finished_at else 0.0
+    idle = max(idle, 0.0)
+    release.data["idle_seconds"] = float(release.data.get("idle_seconds") or 0.0) + idle
+    release.data.setdefault("retries", []).append(
+        {"by": user, "at": now.isoformat(), "from_step": first, "idle_seconds": round(idle, 3)})
+
+
+def _remember(release: Release, step: str, gate: Gate, decision: Decision) -> None:
+    """Keep a gate's answer in the release's history (a Retry that asks again adds, not replaces)."""
+    entry = {"step": step, "gate": gate.key, "action": decision.action, "by": decision.user,
+             "at": decision.at.isoformat(), "reason": decision.reason}
+    history = release.data.setdefault("decisions", [])
+    if entry not in history:
+        history.append(entry)
 
 
 class _StoppedElsewhere(Exception):
@@ -116,7 +158,10 @@ class Engine:
         self.runbook = runbook
         self.registry = registry
         self.redact = redactor or Redactor(settings.secret_values())
-        self.lock = lock
+        # Without Redis the lock lives in the release log, so processes sharing it agree too.
+        self.lock: EnvironmentLock = lock if lock is not None else SqliteLock(store)
+        self.gate_poll_seconds = GATE_POLL_SECONDS
+        self._keepalive: asyncio.Task[None] | None = None
         self._tasks: dict[int, asyncio.Task[Release]] = {}
         self._gates: dict[tuple[int, str], asyncio.Future[Decision]] = {}
         self._start_lock = asyncio.Lock()
@@ -152,6 +197,8 @@ class Engine:
             notes=notes,
         )
         release.fields["Release Date"] = release.started_at.strftime("%Y-%m-%d %H:%M UTC")
+        if notes.strip():
+            release.fields["Feature Highlights"] = highlight_lines(notes)
         for position, (phase, spec) in enumerate(self.runbook.enabled_steps()):
             sdef = self.registry[spec.name]
             release.steps.append(
@@ -216,19 +263,19 @@ class Engine:
                 raise EngineError(f"Release #{newest.id} started after #{release_id}; "
                                   "start a new release instead of retrying an old one.")
             if self.lock is not None and not await self.lock.acquire(release.environment, release_id):
-                raise EngineError(f"{release.environment} is locked by another release.")
+                holder = await self.lock.holder(release.environment)
+                raise EngineError(f"{release.environment} is held by release #{holder} in another "
+                                  "bot process; retry when it has finished.")
+            reset = [r for r in release.steps if r.state in _RETRIED or r.name in _reopened(release)]
+            _note_retry(release, user, reset[0].name if reset else None)
             release.status = ReleaseStatus.RUNNING
             release.finished_at = None
-            reset = []
-            for record in release.steps:
-                if record.state in (StepState.FAIL, StepState.CANCELLED, StepState.INTERRUPTED,
-                                    StepState.RUNNING, StepState.WAITING):
-                    record.state = StepState.PENDING
-                    record.result = None
-                    record.started_at = record.finished_at = None
-                    record.gate = None
-                    self.store.clear_decisions(release_id, record.name)
-                    reset.append(record)
+            for record in reset:
+                record.state = StepState.PENDING
+                record.result = None
+                record.started_at = record.finished_at = None
+                record.gate = None
+                self.store.clear_decisions(release_id, record.name)
             self.store.save(release, *reset)
         await self.reporter.note(release, f"<@{user}> retried the release from "
                                  f"`{reset[0].name if reset else 'the end'}`.")
@@ -251,15 +298,20 @@ class Engine:
                 return await task
             except asyncio.CancelledError:
                 return self._require(release_id)
-        # Not running in this process (e.g. waiting after a restart): finish it here.
-        for record in release.steps:
-            if not record.state.finished:
-                record.state = StepState.CANCELLED
-        return await self._finish(release, ReleaseStatus.CANCELLED)
+        # Not running in this process (waiting after a restart, or driven by another process,
+        # which sees it finished and stops): finish it here, steps included.
+        changed = [r for r in release.steps if not r.state.finished]
+        for record in changed:
+            record.state = StepState.CANCELLED
+            record.gate = None
+        return await self._finish(release, ReleaseStatus.CANCELLED, *changed)
 
     async def decide(self, release_id: int, step: str, gate_key: str, action: str,
-                     user: str) -> DecideResult:
-        """Record a person's answer to a gate and wake the waiting step."""
+                     user: str, reason: str = "") -> DecideResult:
+        """Record a person's answer to a gate (and why, when they said) and wake the waiting step.
+
+        When another live process drives the release, the answer is stored for it to pick up.
+        """
         release = self.store.get_release(release_id)
         if release is None:
             return DecideResult(False, f"Release #{release_id} does not exist.")
@@ -277,21 +329,29 @@ class Engine:
         if chosen.approvers_only and not await may_approve(user, approvers, self.group_members):
             return DecideResult(False, f"Only release approvers can choose “{chosen.label}”: "
                                 + ", ".join(mention(u) for u in approvers) + ".")
-        decision = Decision(action=action, user=user)
+        decision = Decision(action=action, user=user, reason=reason.strip())
         if not self.store.record_decision(release_id, step, gate_key, decision):
             return DecideResult(False, "This question was already answered.")
         future = self._gates.get((release_id, step))
         if future is not None and not future.done():
             future.set_result(decision)
-        elif release_id not in self._tasks:
+        elif release_id not in self._tasks and await self.lock.acquire(release.environment,
+                                                                       release_id):
             # The bot restarted while waiting and has not resumed yet: resume now.
             self._launch(release)
         return DecideResult(True, f"Recorded: {chosen.label}.")
 
     async def recover(self) -> None:
-        """After a restart: resume releases waiting on a person, mark mid-step ones interrupted."""
+        """After a restart: resume releases waiting on a person, mark mid-step ones interrupted.
+
+        Only releases whose environment lock this process can take: a release another live
+        process drives (a second console or server on the same log) is left to it.
+        """
         for release in self.store.releases_with_status(ReleaseStatus.RUNNING, ReleaseStatus.WAITING):
-            if release.id in self._tasks:
+            if release.id is None or release.id in self._tasks:
+                continue
+            if not await self.lock.acquire(release.environment, release.id):
+                log.info("release #%s is driven by another live process; leaving it", release.id)
                 continue
             if release.status == ReleaseStatus.WAITING:
                 log.info("resuming release #%s waiting at a gate", release.id)
@@ -319,12 +379,21 @@ class Engine:
         return task is not None and not task.done()
 
     async def shutdown(self) -> None:
-        """Stop running tasks without changing their stored state (a restart resumes them)."""
+        """Stop running tasks without changing their stored state (a restart resumes them),
+        and free their environments so that the next process can take them at once."""
+        stopped = {rid: self.store.get_release(rid) for rid in self._tasks}
         for task in list(self._tasks.values()):
             task.cancel()
         for task in list(self._tasks.values()):
             with contextlib.suppress(BaseException):
                 await task
+        for release_id, release in stopped.items():
+            if release is not None:
+                with contextlib.suppress(Exception):
+                    await self.lock.release(release.environment, release_id)
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            self._keepalive = None
 
     # --- running ---------------------------------------------------------------------------
     def _require(self, release_id: int) -> Release:
@@ -342,12 +411,27 @@ class Engine:
         def forget(done: asyncio.Task[Release]) -> None:
             if self._tasks.get(release_id) is done:
                 del self._tasks[release_id]
+            if not self._tasks and self._keepalive is not None:
+                self._keepalive.cancel()  # nothing left to keep: no timer outlives the releases
+                self._keepalive = None
 
         task.add_done_callback(forget)
+        if self._keepalive is None or self._keepalive.done():
+            self._keepalive = asyncio.create_task(self._keep_locks(), name="release-locks")
+
+    async def _keep_locks(self) -> None:
+        """Renew this process's environment locks while it drives a release."""
+        while True:
+            await asyncio.sleep(self.lock.renew_seconds)
+            try:
+                await self.lock.renew()
+            except Exception:  # a lost renewal is retried; the lease is several periods long
+                log.exception("could not renew the environment locks")
 
     async def _run(self, release: Release) -> Release:
         assert release.id is not None
         try:
+            await self._fill_sha(release)
             failed = False
             for phase in self.runbook.phases:
                 if failed and not phase.always:
@@ -413,6 +497,20 @@ class Engine:
             for key in [k for k in self._gates if k[0] == release.id]:
                 self._gates.pop(key, None)
 
+    async def _fill_sha(self, release: Release) -> None:
+        """Record the commit the ref names when nothing has yet (tests, lint, merge may be skipped)."""
+        if release.git_sha:
+            return
+        try:
+            sha = await resolve_sha(self.settings, release.ref, self.redact)
+        except Exception:  # best effort: a step that needs the SHA says so itself
+            log.exception("could not resolve %s", release.ref)
+            return
+        if sha:
+            release.git_sha = sha
+            release.data["git_sha_source"] = "ref"
+            self.store.save_release(release)
+
     async def _run_step(self, release: Release, spec: StepSpec, record: StepRecord) -> Outcome:
         self._check_elsewhere(release)
         sdef = self.registry[spec.name]
@@ -453,7 +551,7 @@ class Engine:
                 raise TypeError(f"step returned {type(result).__name__}, not a StepResult")
         except TimeoutError:
             result = StepResult.fail(f"Timed out after {timeout:g}s")
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, _StoppedElsewhere):
             raise
         except Exception as exc:  # a crashing step fails the release, never the bot
             log.exception("step %s crashed", spec.name)
@@ -491,8 +589,10 @@ class Engine:
             if name == "Git SHA":
                 release.git_sha = value
             if name in APPENDED_FIELDS and release.fields.get(name):
-                if value not in release.fields[name].split("\n"):
-                    release.fields[name] += "\n" + value
+                have = release.fields[name].split("\n")
+                new = [line for line in value.split("\n") if line not in have]
+                if new:
+                    release.fields[name] += "\n" + "\n".join(new)
             else:
                 release.fields[name] = value
 
@@ -506,7 +606,8 @@ class Engine:
     async def _ask(self, release: Release, record: StepRecord, gate: Gate) -> Decision:
         assert release.id is not None
         stored = self.store.get_decision(release.id, record.name, gate.key)
-        if stored is not None:
+        if stored is not None:  # answered while the bot was down, or before a restart
+            _remember(release, record.name, gate, stored)
             return stored
         if not gate.approvers and any(a.approvers_only for a in gate.actions):
             gate = gate.model_copy(update={"approvers": list(self.settings.RELEASE_APPROVERS)})
@@ -523,15 +624,29 @@ class Engine:
             future.set_result(stored)
         await self.reporter.gate_opened(release, record)
         try:
-            decision = await future
+            decision = await self._answer(release, record, gate, future)
         finally:
             self._gates.pop((release.id, record.name), None)
         record.state = StepState.RUNNING
         record.gate = None
         release.status = ReleaseStatus.RUNNING
+        _remember(release, record.name, gate, decision)
         self.store.save(release, record)
         await self.reporter.gate_closed(release, record, decision)
         return decision
+
+    async def _answer(self, release: Release, record: StepRecord, gate: Gate,
+                      future: asyncio.Future[Decision]) -> Decision:
+        """The answer to an open gate: pressed here, or stored by another process sharing the log."""
+        assert release.id is not None
+        while True:
+            try:
+                return await asyncio.wait_for(asyncio.shield(future), self.gate_poll_seconds)
+            except TimeoutError:
+                stored = self.store.get_decision(release.id, record.name, gate.key)
+                if stored is not None:
+                    return stored
+                self._check_elsewhere(release)
 
     async def _finish(self, release: Release, status: ReleaseStatus, *records: StepRecord) -> Release:
         release.status = status
@@ -546,6 +661,9 @@ class Engine:
 class EnvironmentLock(Protocol):
     """A lock that lets one release at a time hold an environment (see bot.locks)."""
 
+    renew_seconds: float
+
     async def acquire(self, environment: str, release_id: int) -> bool: ...
     async def release(self, environment: str, release_id: int) -> None: ...
     async def holder(self, environment: str) -> int | None: ...
+    async def renew(self) -> None: ...

@@ -117,6 +117,7 @@ class GateAction(BaseModel):
     label: str
     style: str | None = None  # "primary" | "danger" | None
     approvers_only: bool = True
+    asks_reason: bool = False  # the person may say why (Decision.reason); kept in the release log
 
 
 class Gate(BaseModel):
@@ -134,6 +135,7 @@ class Decision(BaseModel):
     action: str
     user: str
     at: datetime = Field(default_factory=utcnow)
+    reason: str = ""  # why, when the person said (e.g. why migrations were skipped)
 
 
 class StepRecord(BaseModel):
@@ -183,9 +185,11 @@ class Release(BaseModel):
 
     @property
     def duration_seconds(self) -> float | None:
+        """Time spent running: start to finish, less the idle time before each retry."""
         if self.finished_at is None:
             return None
-        return (self.finished_at - self.started_at).total_seconds()
+        idle = float(self.data.get("idle_seconds") or 0.0)
+        return max((self.finished_at - self.started_at).total_seconds() - idle, 0.0)
 
 
 class RequiredWhen(BaseModel):

@@ -258,7 +258,7 @@ async def migrations_review(ctx: StepContext) -> StepResult:
         prompt=text,
         actions=[
             GateAction(id="apply", label=f"Apply {count} {noun}", style="primary"),
-            GateAction(id="skip", label="Skip migrations"),
+            GateAction(id="skip", label="Skip migrations", asks_reason=True),
             GateAction(id="cancel", label="Cancel release", style="danger"),
         ],
     ))
@@ -276,13 +276,35 @@ async def migrations_review(ctx: StepContext) -> StepResult:
         return StepResult.ok(f"{count} {noun} approved by {who} at {_when(decision)}",
                              details=text, data=data)
     if decision.action == "skip":
-        # File names, not bare versions: the release log must not read as if these were applied.
-        listed = ", ".join(m.file.removesuffix(".sql") for m in pending)
-        return StepResult.warn(f"Migrations skipped by {who}", details=text, data=data,
-                               fields={FIELD: f"skipped by {who} (pending: {listed})"})
+        return _skipped(pending, decision, text, data)
     # `cancel_release` makes the engine end the release as cancelled, by this person.
     return StepResult.fail(f"Release cancelled at the migration review by {who}",
                            details=text, data=data | {"cancel_release": decision.user})
+
+
+def _skipped(pending: list[PendingMigration], decision: Decision, text: str,
+             data: dict[str, Any]) -> StepResult:
+    """A person chose to release without these migrations: who, when and why go on record."""
+    who = f"<@{decision.user}>"
+    # File names, not bare versions: the release log must not read as if these were applied.
+    listed = ", ".join(m.file.removesuffix(".sql") for m in pending)
+    why = decision.reason or "no reason given"
+    data |= {"skipped": [m.version for m in pending], "skip_reason": decision.reason}
+    return StepResult.warn(
+        f"Migrations skipped by {who}" + (f": {decision.reason}" if decision.reason else ""),
+        details=text, data=data,
+        fields={FIELD: f"skipped by {who} at {decision.at:%Y-%m-%d %H:%M UTC} ({why}; "
+                f"pending: {listed})"})
+
+
+def skipped_by_person(release_data: dict[str, Any]) -> tuple[set[str], str]:
+    """Versions a person chose to skip at this release's review, and a line saying who and why."""
+    review = release_data.get("steps", {}).get("migrations_review")
+    if not isinstance(review, dict) or review.get("decision") != "skip" or not review.get("decided_by"):
+        return set(), ""
+    versions = {str(v) for v in review.get("skipped") or review.get("pending") or []}
+    why = f": {review['skip_reason']}" if review.get("skip_reason") else ""
+    return versions, f"skipped at the review by <@{review['decided_by']}>{why}"
 
 
 # --- push --------------------------------------------------------------------------------------

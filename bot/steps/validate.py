@@ -28,7 +28,11 @@ from bot.providers.workspace_files import LeftoverGuard, leave_as_found
 from bot.runbook.model import Link, StepResult
 from bot.runbook.registry import StepContext, step
 from bot.steps.checks import with_leftovers
+from bot.steps.migrations import skipped_by_person
 from bot.wording import plural
+
+# A Retry after missing migrations asks the migration question again and pushes what is approved.
+REOPENS = ("migrations_review", "migrations_push")
 
 # --- playwright --------------------------------------------------------------------------------
 
@@ -314,6 +318,25 @@ def _names(versions: list[str], local: dict[str, str]) -> str:
     return ", ".join(f"{v}_{local[v]}" if local.get(v) else v for v in versions)
 
 
+def _behind(missing: list[str], local: dict[str, str], skipped: tuple[set[str], str],
+            details: str, data: dict[str, Any]) -> StepResult:
+    """Staging lacks some of the release's migrations: a warning when a person chose to skip
+    exactly those at the review, else a failure whose Retry asks the migration question again."""
+    versions, who = skipped
+    chosen = [v for v in missing if v in versions]
+    unexpected = [v for v in missing if v not in versions]
+    data["skipped"] = chosen
+    if not unexpected:
+        return StepResult.warn(
+            f"{len(chosen)} of {plural(len(local), 'migration')} not applied on staging, {who}: "
+            + _names(chosen, local), details=details, data=data)
+    also = f" ({len(chosen)} more {who})" if chosen else ""
+    return StepResult.fail(
+        f"{len(unexpected)} of {plural(len(local), 'migration')} not applied on staging: "
+        + _names(unexpected, local) + also,
+        details=details, data=data | {"reopens": list(REOPENS)})
+
+
 @step(
     "schema_current",
     title="Staging schema is current",
@@ -355,10 +378,7 @@ async def schema_current(ctx: StepContext) -> StepResult:
         "remote_only": remote_only,
     }
     if missing:
-        return StepResult.fail(
-            f"{len(missing)} of {plural(len(local), 'migration')} not applied on staging: "
-            + _names(missing, local),
-            details=details, data=data)
+        return _behind(missing, local, skipped_by_person(ctx.release.data), details, data)
     if not local:
         return StepResult.warn(f"No migration files under {workspace}/supabase/migrations",
                                details=details, data=data)
