@@ -106,14 +106,27 @@ class ReleaseService:
         return await readiness.assess(self.engine.runbook, self.engine.registry, self.settings,
                                       ref, ref_source(self.settings, self.engine.redact))
 
-    async def _status(self, command: Command, reply: Reply) -> None:
+    def answer_now(self, command: Command) -> Message | None:
+        """The answer to a read-only command small enough for the acknowledgement itself
+        (`status`, `start --dry-run`): one indexed read of the log or the runbook, no network.
+        None for every other command."""
+        if command.name == "status":
+            return self.status_message(command)
+        if command.name == "start" and command.dry_run:
+            return plan_message(self.engine, command.ref or self.settings.DEFAULT_REF)
+        return None
+
+    def status_message(self, command: Command) -> Message:
+        """Where the named release, the running one or the last one stands."""
         release = self._target(command.release_id)
         if release is None:
             missing = (f"There is no release #{command.release_id}."
                        if command.release_id is not None else "No release has run yet.")
-            await reply(blocks.note_message(missing))
-            return
-        await reply(blocks.parent_message(release))
+            return blocks.note_message(missing)
+        return blocks.parent_message(release)
+
+    async def _status(self, command: Command, reply: Reply) -> None:
+        await reply(self.status_message(command))
 
     async def _log(self, command: Command, reply: Reply) -> None:
         environment = self.settings.ENVIRONMENT

@@ -1,8 +1,9 @@
 """The `/release` slash command: parse and authorize, acknowledge, then work in the background.
 
-Acknowledgement happens before any network or disk work beyond parsing, well inside Slack's
-3 seconds; errors in the text or a refused user are answered in the acknowledgement itself,
-ephemerally. The rest runs after `ack()` (Bolt keeps running the listener).
+Acknowledgement happens before any network work, well inside Slack's 3 seconds. Errors in the
+text, a refused user, `help`, `status` and `start --dry-run` are answered in the acknowledgement
+itself, ephemerally (`status` is one indexed read of the release log). The rest runs after
+`ack()` (Bolt keeps running the listener) and answers through `respond()`.
 """
 
 from __future__ import annotations
@@ -56,6 +57,10 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         refusal = service.authorize(parsed, user)
         if refusal:
             await ack(response_type="ephemeral", text=refusal)
+            return
+        now = service.answer_now(parsed)  # status and dry runs fit inside Slack's 3 seconds
+        if now is not None:
+            await ack(response_type="ephemeral", text=now.text, blocks=now.blocks or None)
             return
         await ack()
         await service.run(parsed, user=user, channel=channel, reply=ephemeral(respond),

@@ -153,6 +153,15 @@ class SlackHarness:
                 raise AssertionError(f"timed out waiting for {what}")
             await asyncio.sleep(0.02)
 
+    async def answer(self, response: httpx.Response, key: str,
+                     timeout: float = 10.0) -> dict[str, Any]:
+        """The answer to a command: in its acknowledgement (help, status, dry runs, refusals), or
+        else the last message posted to its response_url."""
+        if response.content and response.headers.get("content-type", "").startswith(
+                "application/json") and response.json().get("text"):
+            return dict(response.json())
+        return await self.wait_response(key, timeout)
+
     async def wait_response(self, key: str, timeout: float = 10.0) -> dict[str, Any]:
         found = await self.wait_for(lambda: self.responses(key), timeout, f"response {key}")
         return found[-1]

@@ -157,8 +157,8 @@ async def test_a_replayed_signed_start_makes_one_release(tmp_path: Path) -> None
         assert [r.id for r in slack.runtime.store.list_releases()] == [1]
         assert len(slack.parent_posts()) == 1
         # A new request (new timestamp and signature) is a new command, and is acted on.
-        _, key = await slack.command("status")
-        assert "Release #1" in (await slack.wait_response(key))["text"]
+        reply, key = await slack.command("status")
+        assert "Release #1" in (await slack.answer(reply, key))["text"]
 
 
 async def test_replays_are_remembered_in_redis_across_bot_processes(
@@ -297,20 +297,23 @@ async def test_replies_never_go_to_a_foreign_response_url(tmp_path: Path) -> Non
     async with serve(foreign) as evil, SlackHarness(tmp_path, **tiny(tmp_path)) as slack:
         base = {"command": "/release", "user_id": "U0ALICE", "channel_id": CHANNEL,
                 "team_id": slack.state.team_id, "response_url": f"{evil}/hook"}
-        for text in ("status", "start main --dry-run", "start main"):
+        for text in ("status", "start main --dry-run"):  # answered in the acknowledgement
+            response = await slack.post_form({**base, "text": text})
+            assert response.status_code == 200 and response.json()["text"]
+        for text in ("start main", "log"):  # answered later, never to the foreign URL
             response = await slack.post_form({**base, "text": text})
             assert response.status_code == 200
-        await slack.finished(1)
+            await slack.finished(1)
         ephemerals = await slack.wait_for(
-            lambda: len(slack.state.calls_to("chat.postEphemeral")) >= 3 and
-            slack.state.calls_to("chat.postEphemeral"), what="three ephemeral answers")
+            lambda: len(slack.state.calls_to("chat.postEphemeral")) >= 2 and
+            slack.state.calls_to("chat.postEphemeral"), what="two ephemeral answers")
         assert all(e["user"] == "U0ALICE" and e["channel"] == CHANNEL for e in ephemerals)
         assert seen == []
-        # No response_url at all: the start still answers, and nothing raises.
+        # No response_url at all: the answer still comes, and nothing raises.
         del base["response_url"]
-        await slack.post_form({**base, "text": "status"})
-        await slack.wait_for(lambda: len(slack.state.calls_to("chat.postEphemeral")) >= 4,
-                             what="a fourth ephemeral answer")
+        await slack.post_form({**base, "text": "log"})
+        await slack.wait_for(lambda: len(slack.state.calls_to("chat.postEphemeral")) >= 3,
+                             what="a third ephemeral answer")
         assert seen == []
 
 
@@ -345,8 +348,7 @@ async def test_replies_share_one_http_session(tmp_path: Path,
 
     monkeypatch.setattr(safety.Sessions, "get", counting)
     async with SlackHarness(tmp_path, **tiny(tmp_path)) as slack:
-        keys = [(await slack.command(text))[1] for text in ("status", "start main --dry-run",
-                                                            "status")]
+        keys = [(await slack.command(text))[1] for text in ("log", "log 5", "log")]
         for key in keys:
             await slack.wait_response(key)
         assert len(opened) == 1 and not opened[0].closed

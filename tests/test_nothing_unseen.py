@@ -65,8 +65,8 @@ async def test_unknown_release_channel_is_named(tmp_path: Path) -> None:
 
 async def test_revoked_token_is_said_and_nothing_runs(tmp_path: Path) -> None:
     async with SlackHarness(tmp_path, RUNBOOK_PATH=runbook(tmp_path)) as slack:
-        _, key = await slack.command("status")  # the bot has been working with this token
-        await slack.wait_response(key)
+        reply, key = await slack.command("status")  # the bot has been working with this token
+        await slack.answer(reply, key)
         slack.state.revoked_tokens.add(BOT_TOKEN)
         text = await refused(slack)
         assert "Slack rejected my token (`token_revoked`)" in text and "SLACK_BOT_TOKEN" in text

@@ -115,8 +115,9 @@ async def test_dry_run_answers_with_the_plan_and_writes_nothing(
         tmp_path: Path, staging: tuple[str, StagingState]) -> None:
     url, state = staging
     async with SlackHarness(tmp_path, **staging_settings(url, state, tmp_path)) as slack:
-        _, key = await slack.command("start v1.2.0 --dry-run")
-        plan = await slack.wait_response(key)
+        reply, key = await slack.command("start v1.2.0 --dry-run")
+        plan = reply.json()  # answered in the acknowledgement itself, not later
+        assert slack.responses(key) == []
         assert plan["response_type"] == "ephemeral"
         assert "Dry run" in plan["text"] and "Smoke test" in plan["text"]
         assert slack.runtime.store.list_releases() == []
@@ -147,8 +148,8 @@ async def test_failure_offers_retry_which_reopens_the_same_release(
         assert "Failed at Smoke test" in final["text"]
 
         # The bot keeps serving after a provider failure: the next command is answered.
-        _, key = await slack.command("status")
-        assert "Failed at Smoke test" in (await slack.wait_response(key))["text"]
+        reply, key = await slack.command("status")
+        assert "Failed at Smoke test" in (await slack.answer(reply, key))["text"]
 
         state.dashboard_status = 200
         response, _ = await slack.press(RETRY_ACTION, "1", message_ts=failed.thread_ts)
@@ -168,12 +169,12 @@ async def test_failure_offers_retry_which_reopens_the_same_release(
 async def test_status_shows_the_last_release(tmp_path: Path, staging: tuple[str, StagingState]) -> None:
     url, state = staging
     async with SlackHarness(tmp_path, **staging_settings(url, state, tmp_path)) as slack:
-        _, key = await slack.command("status")
-        assert "No release" in (await slack.wait_response(key))["text"]
+        reply, key = await slack.command("status")
+        assert "No release" in (await slack.answer(reply, key))["text"]
         await slack.command("start main")
         await slack.finished(1)
-        _, key = await slack.command("status")
-        status = await slack.wait_response(key)
+        reply, key = await slack.command("status")
+        status = reply.json()  # in the acknowledgement: one indexed read of the log
         assert "Release #1 of main" in status["text"] and "Succeeded" in status["text"]
 
 
