@@ -16,6 +16,7 @@ from bot.chat.port import Chat
 from bot.chat.reporter import ChatReporter
 from bot.chat.slack import SlackChat, make_web_client
 from bot.config import MissingSetting, Settings
+from bot.kb import KnowledgeBase
 from bot.locks import RedisLock
 from bot.redact import Redactor, default_redactor
 from bot.runbook.engine import Engine
@@ -65,8 +66,9 @@ def build_runtime(settings: Settings, chat: Chat, *, store: Store | None = None,
     reporter = ChatReporter(chat, store, redactor, default_channel=settings.RELEASE_CHANNEL,
                             interval=update_interval)
     telemetry = BotTelemetry.from_settings(settings)
+    extra = [r for r in (telemetry, KnowledgeBase.from_settings(settings, store, redactor)) if r]
     engine = Engine(settings=settings, store=store,
-                    reporter=Reporters(reporter, telemetry) if telemetry else reporter,
+                    reporter=Reporters(reporter, *extra) if extra else reporter,
                     runbook=runbook, registry=registry, redactor=redactor, lock=lock)
     service = ReleaseService(settings, engine, store)
     runtime = Runtime(settings=settings, store=store, engine=engine, reporter=reporter,

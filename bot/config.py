@@ -231,6 +231,20 @@ class Settings(BaseSettings):
         None, description="Ticket link template, e.g. https://linear.app/acme/issue/{id}."
     )
 
+    # --- Knowledge base ---------------------------------------------------------------------------
+    KB_REPOSITORY: SecretStr | None = Field(
+        None, description="Git URL or path of the knowledge base each finished release and rollback "
+        "is committed to as markdown; empty: none written.",
+    )
+    KB_PATH: str = Field("releases/", description="Folder inside KB_REPOSITORY for release files.")
+    KB_BRANCH: str | None = Field(
+        None, description="Branch of KB_REPOSITORY to push to; default: the repository's default."
+    )
+    KB_CHECKOUT: str | None = Field(
+        None, description="The bot's local clone of KB_REPOSITORY; default: kb-checkout beside "
+        "DATABASE_PATH.",
+    )
+
     @field_validator(
         "RELEASE_OPERATORS",
         "RELEASE_APPROVERS",

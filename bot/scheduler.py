@@ -11,6 +11,7 @@ from datetime import timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.chat.reporter import ChatReporter
+from bot.kb import add_retry_job
 from bot.locks import RedisLock
 from bot.runbook.model import ReleaseStatus, StepState, utcnow
 from bot.store import Store
@@ -47,4 +48,5 @@ def build_scheduler(store: Store, reporter: ChatReporter, lock: RedisLock | None
     if lock is not None:
         scheduler.add_job(lock.renew, "interval", minutes=1, id="renew-locks",
                           replace_existing=True, coalesce=True, max_instances=1)
+    add_retry_job(scheduler, store)
     return scheduler
