@@ -1,4 +1,4 @@
-"""`release-bot`: serve | socket | console | demo | log | check-config | rollback.
+"""`release-bot`: serve | socket | console | demo | log | check-config | rollback | doctor.
 
 Every command reads settings through `bot.config.Settings`; a missing or invalid setting stops
 the command with one line naming it and what it is for, never a traceback.
@@ -181,7 +181,7 @@ def cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
 def _extra_commands() -> list[Any]:
     """Modules that add subcommands (rollback) with `add_parser(subparsers)`."""
     found = []
-    for name in ("bot.rollback_cli",):
+    for name in ("bot.rollback_cli", "bot.doctor"):
         try:
             found.append(import_module(name))
         except ModuleNotFoundError as exc:

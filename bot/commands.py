@@ -6,6 +6,7 @@ Grammar:
     /release status [release-id]
     /release cancel [release-id] [reason...]
     /release rollback [release-id] [reason...]
+    /release doctor
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ USAGE = """\
 • `/release status [id]`: the running release, or the last one
 • `/release cancel [id] [reason]`: stop the running release
 • `/release rollback [id] [reason]`: revert a release (opens a form)
+• `/release doctor`: try every configured credential (operators; answered to you alone)
 • `/release help`: this message"""
 
-SUBCOMMANDS = ("start", "status", "cancel", "rollback", "help")
+SUBCOMMANDS = ("start", "status", "cancel", "rollback", "help", "doctor")
 REF = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/@+~^-]{1,200}(?<![./])$")
 MAX_TEXT = 2000
 
@@ -70,8 +72,8 @@ def parse_command(text: str | None) -> Command | ParseError:
     name, args = words[0].lower(), words[1:]
     if name not in SUBCOMMANDS:
         return _error(f"Unknown subcommand `{_show(words[0])}`.")
-    if name == "help":
-        return Command("help") if not args else _error("`help` takes no arguments.")
+    if name in ("help", "doctor"):
+        return Command(name) if not args else _error(f"`{name}` takes no arguments.")
     if name == "start":
         return _parse_start(args)
     if name == "status":

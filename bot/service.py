@@ -62,6 +62,8 @@ class ReleaseService:
                 await self._status(command, reply)
             elif command.name == "cancel":
                 await self._cancel(command, user, reply)
+            elif command.name == "doctor":
+                await self._doctor(reply)
             elif command.name == "rollback":
                 if self.rollback is None:
                     await reply(blocks.note_message(":warning: Rollback is not available here."))
@@ -80,6 +82,11 @@ class ReleaseService:
         where = f" in <#{target}>" if target != channel else ""
         await reply(blocks.note_message(
             f":rocket: Release #{release.id} of `{ref}` to {release.environment} started{where}."))
+
+    async def _doctor(self, reply: Reply) -> None:
+        from bot.doctor import doctor_message, run_doctor
+
+        await reply(doctor_message(await run_doctor(self.settings)))
 
     async def _status(self, command: Command, reply: Reply) -> None:
         release = self._target(command.release_id)

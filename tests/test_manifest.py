@@ -49,7 +49,8 @@ def test_manifest_declares_the_command_the_bot_handles_and_only_needed_scopes() 
     data = manifest()
     commands = [c["command"] for c in data["features"]["slash_commands"]]
     assert commands == ["/release"]
-    assert set(data["oauth_config"]["scopes"]["bot"]) == {"commands", "chat:write"}
+    assert set(data["oauth_config"]["scopes"]["bot"]) == {"commands", "chat:write", "channels:read",
+                                                         "groups:read"}
     assert data["settings"]["interactivity"]["is_enabled"] is True
     url = data["features"]["slash_commands"][0]["url"]
     assert url.endswith("/slack/events")
