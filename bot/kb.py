@@ -317,6 +317,13 @@ def for_store(store: Store) -> KnowledgeBase | None:
     return _BY_STORE.get(store)
 
 
+async def drain(store: Store) -> None:
+    """Wait until the knowledge base of `store` has written what it was given (before exiting)."""
+    kb = for_store(store)
+    if kb is not None:
+        await kb.drain()
+
+
 def rollback_recorded(store: Store, release: Release) -> None:
     """Called once a rollback is in the log: rewrite the release's file (in the background)."""
     kb = for_store(store)

@@ -3,6 +3,7 @@ real bare remote; a push that fails is kept and lands with the next release; `lo
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -25,6 +26,7 @@ from bot.store import Store
 from bot.telemetry import Reporters
 from tests.helpers import make_settings
 from tests.test_engine import SEQUENTIAL, make_engine, ok
+from tests.test_rollback import Env, add_release, cli_env, env  # noqa: F401 - env is a fixture
 
 
 def bare_remote(path: Path) -> Path:
@@ -229,3 +231,21 @@ def test_log_export_json_csv_and_markdown_since_a_date(logged: Store, capsys: py
 def test_log_export_with_a_bad_date_says_so(logged: Store, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["log", "export", "--since", "last tuesday"]) == 2
     assert "--since takes a date" in capsys.readouterr().err
+
+
+async def test_a_rollback_from_the_command_line_lands_before_the_command_exits(
+        env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    remote = bare_remote(tmp_path / "kb.git")
+    db = cli_env(monkeypatch, env, tmp_path, KB_REPOSITORY=str(remote),
+                 KB_CHECKOUT=str(tmp_path / "checkout"))
+    store = Store(str(db))
+    add_release(store, dep=env.old)
+    current = add_release(store, dep=env.new)
+    monkeypatch.setattr("bot.rollback_cli.interactive", lambda: False)
+    code = await asyncio.to_thread(main, ["rollback", "--reason", "broken coach", "--user", "oncall",
+                                          "--yes"])
+    assert code == 0
+    assert remote_log(remote) == [f"Rollback of release #{current.id} of release/1.2.0 "
+                                  f"({(current.git_sha or '')[:8]}) on staging by oncall: rolled_back"]
+    text = remote_text(remote, f"releases/{file_name(current)}")
+    assert "· rolled_back" in text and "broken coach (by oncall" in text
