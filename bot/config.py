@@ -276,6 +276,14 @@ class Settings(BaseSettings):
             return value.split()
         return value
 
+    @field_validator("KB_PATH")
+    @classmethod
+    def _relative_folder(cls, value: str) -> str:
+        parts = value.replace("\\", "/").split("/")
+        if value.startswith(("/", "\\")) or ".." in parts:
+            raise ValueError("must be a folder inside KB_REPOSITORY, such as releases/")
+        return value
+
     @field_validator("SLACK_API_URL")
     @classmethod
     def _trailing_slash(cls, value: str) -> str:

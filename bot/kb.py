@@ -204,6 +204,7 @@ class KnowledgeBase:
     # -- git steps --
     async def _git(self, *args: str, check: bool = True, cwd: Path | None = None) -> CommandResult:
         env = child_env({**AUTHOR, "GIT_TERMINAL_PROMPT": "0"})
+        env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")  # never wait for a passphrase
         result = await run_command(["git", *args], cwd=cwd or self.checkout, env=env,
                                    timeout=GIT_TIMEOUT, redact=self.redact)
         if check and not result.ok:

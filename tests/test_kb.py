@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from pydantic import ValidationError
 
 from bot import kb as kb_module
 from bot.app import build_runtime
@@ -188,10 +189,18 @@ async def test_a_release_whose_step_prints_a_secret_is_written_redacted(tmp_path
     assert "hunter2-pw" not in text and "db.internal" in text
 
 
-def test_kb_path_outside_the_repository_is_refused() -> None:
-    with pytest.raises(ValueError, match="KB_PATH"):
-        KnowledgeBase.from_settings(make_settings(KB_REPOSITORY="/tmp/x", KB_PATH="../etc"))
+def test_kb_path_outside_the_repository_is_refused_by_name(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for bad in ("../etc", "/etc", "releases/../../x"):
+        with pytest.raises(ValidationError, match="KB_PATH"):
+            make_settings(KB_REPOSITORY="/tmp/x", KB_PATH=bad)
     assert KnowledgeBase.from_settings(make_settings()) is None
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KB_PATH", "../outside")
+    with pytest.raises(SystemExit) as stopped:  # load_settings names the setting and stops
+        main(["log", "export"])
+    assert stopped.value.code == 2
+    assert "setting KB_PATH is invalid" in capsys.readouterr().err
 
 
 # --- `release-bot log export` ------------------------------------------------------------------
@@ -249,3 +258,24 @@ async def test_a_rollback_from_the_command_line_lands_before_the_command_exits(
                                   f"({(current.git_sha or '')[:8]}) on staging by oncall: rolled_back"]
     text = remote_text(remote, f"releases/{file_name(current)}")
     assert "· rolled_back" in text and "broken coach (by oncall" in text
+
+
+async def test_a_chat_reporter_that_fails_does_not_keep_the_release_out_of_the_knowledge_base(
+        tmp_path: Path) -> None:
+    remote = bare_remote(tmp_path / "kb.git")
+    found = KnowledgeBase.from_settings(make_settings(KB_REPOSITORY=str(remote),
+                                                      KB_CHECKOUT=str(tmp_path / "checkout")))
+    assert found is not None
+
+    class SlackDown:
+        async def release_finished(self, release: Release) -> None:
+            raise ConnectionError("slack is down")
+
+    release = Release(id=7, environment="staging", ref="main", started_by="U1",
+                      status=ReleaseStatus.SUCCEEDED)
+    with pytest.raises(ConnectionError):  # the engine still hears the chat's failure
+        await Reporters(SlackDown(), found).release_finished(release)
+    await found.drain()
+    assert remote_log(remote) == ["Release #7 of main to staging: succeeded"]
+    with pytest.raises(AttributeError):
+        Reporters(SlackDown()).__wrapped__  # noqa: B018 - Python's probes are not engine events
