@@ -19,6 +19,7 @@ from bot.chat.reporter import ChatReporter
 from bot.chat.slack import SlackChat, make_web_client
 from bot.chat.slack_groups import members_of
 from bot.config import MissingSetting, Settings
+from bot.kb import KnowledgeBase
 from bot.locks import RedisLock
 from bot.redact import Redactor, default_redactor
 from bot.runbook.engine import Engine
@@ -81,7 +82,8 @@ def build_runtime(settings: Settings, chat: Chat, *, store: Store | None = None,
                             interval=update_interval)
     telemetry = BotTelemetry.from_settings(settings)
     listeners = after_deploy_listeners(settings, store, chat, redactor)
-    extra = [*listeners, telemetry] if telemetry else listeners
+    knowledge = KnowledgeBase.from_settings(settings, store, redactor)
+    extra = [r for r in (*listeners, telemetry, knowledge) if r]
     engine = Engine(settings=settings, store=store,
                     reporter=Reporters(reporter, *extra) if extra else reporter,
                     runbook=runbook, registry=registry, redactor=redactor, lock=lock)

@@ -1,4 +1,4 @@
-"""`release-bot`: serve | socket | console | demo | log | check-config | rollback.
+"""`release-bot`: serve | socket | console | demo | log | check-config | rollback | doctor.
 
 Every command reads settings through `bot.config.Settings`; a missing or invalid setting stops
 the command with one line naming it and what it is for, never a traceback.
@@ -179,6 +179,8 @@ def cmd_log(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     store = Store(settings.DATABASE_PATH)
     redactor = default_redactor()
+    if args.action == "export":
+        return cmd_log_export(args, settings, store)
     if args.action == "show":
         if args.release_id is None:
             print("release-bot: `log show` needs a release id", file=sys.stderr)
@@ -201,6 +203,24 @@ def cmd_log(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_log_export(args: argparse.Namespace, settings: Settings, store: Any) -> int:
+    """`log export`: the release files of the knowledge base, from the command line."""
+    from bot.kb import export_command
+
+    try:
+        text = export_command(store, settings, args.format, args.since, args.all_envs)
+    except ValueError as exc:
+        print(f"release-bot: cannot export: {exc} (--since takes a date like 2026-12-01)",
+              file=sys.stderr)
+        return 2
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as out:
+            out.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
     from bot.report import config_report, runbook_report
 
@@ -211,6 +231,12 @@ def cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
 
     print(default_redactor()(config_report(settings)))
     return 1 if any(finding.error for finding in check_values(settings)) else 0
+
+
+def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.doctor import cmd_doctor as run  # its providers load only when it runs
+
+    return run(args, settings)
 
 
 def _extra_commands() -> list[Any]:
@@ -240,17 +266,23 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", action="store_true", help="keep the sandbox's temporary files")
     demo.add_argument("--no-rollback", action="store_true", help="skip the closing rollback")
     demo.set_defaults(handler=cmd_demo)
-    log = sub.add_parser("log", help="the release log: `log`, `log show ID`")
-    log.add_argument("action", nargs="?", choices=["list", "show"], default="list")
+    log = sub.add_parser("log", help="the release log: `log`, `log show ID`, `log export`")
+    log.add_argument("action", nargs="?", choices=["list", "show", "export"], default="list")
     log.add_argument("release_id", nargs="?", type=int)
     log.add_argument("--json", action="store_true", help="machine-readable output")
     log.add_argument("--limit", type=int, default=20, help="how many releases (default 20)")
     log.add_argument("--all-envs", action="store_true", help="every environment, not just ENVIRONMENT")
+    log.add_argument("--format", choices=["markdown", "csv", "json"], default="markdown",
+                     help="`log export` format (default markdown, as in the knowledge base)")
+    log.add_argument("--since", help="`log export` only releases started on or after DATE")
+    log.add_argument("--output", help="`log export` into this file instead of standard output")
     log.set_defaults(handler=cmd_log)
     check = sub.add_parser("check-config", help="effective settings (secrets masked), runnable steps")
     check.add_argument("--runbook", action="store_true",
                        help="print a runbook of what can run now (for RUNBOOK_PATH)")
     check.set_defaults(handler=cmd_check_config)
+    sub.add_parser("doctor", help="try every configured credential with a read; one table"
+                   ).set_defaults(handler=cmd_doctor)
     for module in _extra_commands():
         module.add_parser(sub)
     return parser

@@ -8,6 +8,7 @@ Grammar:
     /release rollback [release-id] [reason...]
     /release log [N]
     /release show release-id
+    /release doctor
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ USAGE = """\
 • `/release rollback [id] [reason]`: revert a release (opens a form)
 • `/release log [N]`: the last N releases (default 10), with links to their threads
 • `/release show id`: one release as the release log table
+• `/release doctor`: try every configured credential (operators; answered to you alone)
 • `/release help`: this message"""
 
-SUBCOMMANDS = ("start", "status", "cancel", "rollback", "help", "log", "show")
+SUBCOMMANDS = ("start", "status", "cancel", "rollback", "help", "log", "show", "doctor")
 LOG_DEFAULT, LOG_MAX = 10, 30
 REF = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/@+~^-]{1,200}(?<![./])$")
 MAX_TEXT = 2000
@@ -76,8 +78,8 @@ def parse_command(text: str | None) -> Command | ParseError:
     name, args = words[0].lower(), words[1:]
     if name not in SUBCOMMANDS:
         return _error(f"Unknown subcommand `{_show(words[0])}`.")
-    if name == "help":
-        return Command("help") if not args else _error("`help` takes no arguments.")
+    if name in ("help", "doctor"):
+        return Command(name) if not args else _error(f"`{name}` takes no arguments.")
     if name == "start":
         return _parse_start(args)
     if name == "status":

@@ -263,6 +263,20 @@ class Settings(BaseSettings):
         "unanswered after this many minutes; 0: no reminder."
     )
 
+    # --- Knowledge base ---------------------------------------------------------------------------
+    KB_REPOSITORY: SecretStr | None = Field(
+        None, description="Git URL or path of the knowledge base each finished release and rollback "
+        "is committed to as markdown; empty: none written.",
+    )
+    KB_PATH: str = Field("releases/", description="Folder inside KB_REPOSITORY for release files.")
+    KB_BRANCH: str | None = Field(
+        None, description="Branch of KB_REPOSITORY to push to; default: the repository's default."
+    )
+    KB_CHECKOUT: str | None = Field(
+        None, description="The bot's local clone of KB_REPOSITORY; default: kb-checkout beside "
+        "DATABASE_PATH.",
+    )
+
     @field_validator(
         "RELEASE_OPERATORS",
         "RELEASE_APPROVERS",
@@ -293,6 +307,14 @@ class Settings(BaseSettings):
     def _split_words(cls, value: Any) -> Any:
         if isinstance(value, str):
             return value.split()
+        return value
+
+    @field_validator("KB_PATH")
+    @classmethod
+    def _relative_folder(cls, value: str) -> str:
+        parts = value.replace("\\", "/").split("/")
+        if value.startswith(("/", "\\")) or ".." in parts:
+            raise ValueError("must be a folder inside KB_REPOSITORY, such as releases/")
         return value
 
     @field_validator("SLACK_API_URL")

@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from bot import kb
 from bot.chat import blocks
 from bot.chat.blocks import Message
 from bot.commands import Command
@@ -798,6 +799,7 @@ class Rollbacks:
             release.finished_at = release.finished_at or report.at
         self.store.save_release(release)
         report.release = release
+        kb.rollback_recorded(self.store, release)
 
     def announcement(self, report: RollbackReport) -> Message:
         """Who, when, which release, why, both deployments, tickets, and every action."""

@@ -16,6 +16,7 @@ import io
 import sys
 from typing import Any
 
+from bot import kb
 from bot.chat.console import ConsoleChat, plain_text
 from bot.config import Settings
 from bot.redact import default_redactor
@@ -170,6 +171,7 @@ async def _rollback(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     finally:
         await runtime.engine.shutdown()
+        await kb.drain(runtime.store)
     print(plain_text(redactor(rollbacks.announcement(report).text)), file=out)
     failed = any(r.outcome == Outcome.FAIL for r in report.results)
     return 1 if failed else 0

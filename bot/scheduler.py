@@ -21,6 +21,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.chat.reporter import ChatReporter
 from bot.config import Settings
+from bot.kb import add_retry_job
 from bot.locks import RedisLock
 from bot.runbook.model import ReleaseStatus, StepState, utcnow
 from bot.store import Store
@@ -99,6 +100,7 @@ def build_scheduler(store: Store, reporter: ChatReporter, lock: RedisLock | None
     if lock is not None:
         scheduler.add_job(lock.renew, "interval", minutes=1, id="renew-locks",
                           replace_existing=True, coalesce=True, max_instances=1)
+    add_retry_job(scheduler, store)
     return scheduler
 
 

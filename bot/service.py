@@ -72,6 +72,8 @@ class ReleaseService:
                 await self._log(command, reply)
             elif command.name == "show":
                 await self._show(command, reply)
+            elif command.name == "doctor":
+                await self._doctor(reply)
             elif command.name == "rollback":
                 if self.rollback is None:
                     await reply(blocks.note_message(":warning: Rollback is not available here."))
@@ -115,6 +117,11 @@ class ReleaseService:
         if command.name == "start" and command.dry_run:
             return plan_message(self.engine, command.ref or self.settings.DEFAULT_REF)
         return None
+
+    async def _doctor(self, reply: Reply) -> None:
+        from bot.doctor import doctor_message, run_doctor
+
+        await reply(doctor_message(await run_doctor(self.settings)))
 
     def status_message(self, command: Command) -> Message:
         """Where the named release, the running one or the last one stands."""

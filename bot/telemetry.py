@@ -81,14 +81,27 @@ class BotTelemetry:
 
 
 class Reporters:
-    """Fan engine events out to several reporters (chat first, then telemetry)."""
+    """Fan engine events out to several reporters (chat first, then telemetry, knowledge base).
+
+    Every reporter hears every event even when an earlier one raised (Slack being down must not
+    keep the release out of the knowledge base); the first error is raised afterwards.
+    """
 
     def __init__(self, *reporters: Any) -> None:
         self.reporters = reporters
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # only engine events are forwarded, never Python's probes
+            raise AttributeError(name)
+
         async def forward(*args: Any) -> None:
+            first: Exception | None = None
             for reporter in self.reporters:
-                await getattr(reporter, name)(*args)
+                try:
+                    await getattr(reporter, name)(*args)
+                except Exception as exc:
+                    first = first or exc
+            if first is not None:
+                raise first
 
         return forward

@@ -42,6 +42,9 @@ async def test_demo_runs_a_whole_release_and_rolls_it_back() -> None:
     assert "| Action | Outcome | Summary |" in text  # log show lists each rollback action
     for action in ("deployment", "schema", "backup", "cache"):
         assert f"| {action} | ok |" in text, action
+    assert "The knowledge base (knowledge-base.git" in text
+    assert "Rollback of release #1 of release/1.2.0" in text and "Release #1 of release/1.2.0" in text
+    assert "-staging-release-1.md:\n  # Release #1 · release/1.2.0 → staging · rolled_back" in text
     assert "Demo succeeded" in text
     # nothing secret was printed
     for secret in ("phx_demodemo", "sbp_demodemo", "ghp_demodemo", "vercel-demo-token"):

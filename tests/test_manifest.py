@@ -53,9 +53,11 @@ def test_manifest_declares_the_command_the_bot_handles_and_only_needed_scopes() 
     commands = [c["command"] for c in data["features"]["slash_commands"]]
     assert commands == ["/release"]
     # commands: /release; chat:write: threads and ephemerals; usergroups:read: the members of a
-    # user group named in RELEASE_APPROVERS (usergroups.users.list, bot/chat/slack_groups.py).
+    # user group named in RELEASE_APPROVERS (usergroups.users.list, bot/chat/slack_groups.py);
+    # channels:read and groups:read: `release-bot doctor` checks the bot is in its channels.
     assert set(data["oauth_config"]["scopes"]["bot"]) == {"commands", "chat:write",
-                                                          "usergroups:read"}
+                                                          "usergroups:read", "channels:read",
+                                                          "groups:read"}
     assert data["settings"]["interactivity"]["is_enabled"] is True
     url = data["features"]["slash_commands"][0]["url"]
     assert url.endswith("/slack/events")

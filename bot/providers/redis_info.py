@@ -171,3 +171,12 @@ async def flush_all(url: str, timeout: float) -> tuple[int, int]:
         return before, after
 
     return await _call(url, timeout, work)
+
+
+async def ping(url: str, timeout: float) -> bool:
+    """`PING` the Redis at `url`; raises ProviderError saying why it did not answer."""
+
+    async def work(client: aioredis.Redis) -> bool:
+        return bool(await client.ping())
+
+    return await _call(url, timeout, work)

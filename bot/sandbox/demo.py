@@ -38,7 +38,7 @@ from bot.sandbox.services import PostgresServer, RedisServer, find_tool
 from bot.sandbox.staging_app import StagingState, create_staging_app
 from bot.sandbox.supabase_api import Backup, Migration, SupabaseState, create_supabase_app
 from bot.sandbox.vercel import BuildScript, VercelState, create_vercel_app
-from bot.sandbox.workspace import Workspace, create_workspace
+from bot.sandbox.workspace import Workspace, create_workspace, run_git
 
 REPO = "steven-d-pennington/pocket-philosopher"
 PROJECT = "pocket-philosopher"
@@ -121,7 +121,16 @@ class Sandbox:
         ws.add_release_branch("1.2.0")
         ws.add_migration(RELEASE_REF, "reflection_mood", NEW_MIGRATION, version="20250301000000")
         self.workspace = ws
+        self.make_knowledge_base()
         return ws
+
+    def make_knowledge_base(self) -> Path:
+        """A bare git repository standing in for the team's knowledge base (KB_REPOSITORY)."""
+        remote = self.root / "knowledge-base.git"
+        run_git(self.root, "init", "-q", "--bare", "-b", "main", str(remote))
+        self.values["KB_REPOSITORY"] = str(remote)
+        self.values["KB_CHECKOUT"] = str(self.root / "kb-checkout")
+        return remote
 
     async def seed_database(self, ws: Workspace) -> None:
         """Staging already has main's migrations; the release brings one more."""
@@ -340,6 +349,7 @@ async def run_demo(*, keep: bool = False, rollback: bool = True, out: TextIO | N
             ok = release.status == ReleaseStatus.SUCCEEDED
             if rollback:
                 ok = await _demo_rollback(runtime, release, sandbox, out) and ok
+            await _show_knowledge_base(runtime, release, sandbox, out)
             await runtime.engine.shutdown()
         took = time.monotonic() - started
         verdict = "succeeded" if ok else "did NOT succeed"
@@ -370,6 +380,20 @@ async def _demo_rollback(runtime: Any, release: Release, sandbox: Sandbox, out: 
     print(runtime.redactor(release_table(stored)), file=out)
     failed = [r.action for r in report.results if r.outcome == Outcome.FAIL]
     return report.rolled_back and not failed
+
+
+async def _show_knowledge_base(runtime: Any, release: Release, sandbox: Sandbox, out: TextIO) -> None:
+    """What the bot committed and pushed to the knowledge base, and the top of the file."""
+    from bot import kb
+
+    await kb.drain(runtime.store)
+    remote = Path(sandbox.values["KB_REPOSITORY"])
+    banner(out, f"The knowledge base ({remote.name}, standing in for the team's repository)")
+    print(run_git(remote, "log", "--format=  %h %s", "main"), file=out)
+    path = f"{runtime.settings.KB_PATH.rstrip('/')}/{kb.file_name(release)}"
+    print(f"\n  {path}:", file=out)
+    for line in run_git(remote, "show", f"main:{path}").splitlines()[:14]:
+        print(f"  {line}", file=out)
 
 
 def main() -> int:

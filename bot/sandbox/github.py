@@ -3,6 +3,7 @@
 Branches are linear commit histories (oldest first). It serves merges
 (`POST /repos/{owner}/{repo}/merges`: 201 merge commit, 204 nothing to merge, 409 conflict,
 404 unknown base/head), compare (`GET /repos/{owner}/{repo}/compare/{base}...{head}`),
+the repository itself with the token's `permissions` (`GET /repos/{owner}/{repo}`),
 single commits (`GET /repos/{owner}/{repo}/commits/{ref}`), pull requests associated with a
 commit (`GET /repos/{owner}/{repo}/commits/{sha}/pulls`) and branches
 (`GET /repos/{owner}/{repo}/branches/{branch}`). Errors use GitHub's
@@ -63,6 +64,9 @@ class GitHubState:
     pulls: dict[str, list[PullRequest]] = field(default_factory=dict)
     conflicts: set[tuple[str, str]] = field(default_factory=set)
     merges: list[dict[str, Any]] = field(default_factory=list)
+    permissions: dict[str, bool] = field(default_factory=lambda: {
+        "admin": False, "maintain": False, "push": True, "triage": True, "pull": True})
+    default_branch: str = "main"
     clock: Callable[[], float] = time.time
 
     def __post_init__(self) -> None:
@@ -317,12 +321,36 @@ async def get_branch(request: web.Request) -> web.Response:
     )
 
 
+async def get_repository(request: web.Request) -> web.Response:
+    """`GET /repos/{owner}/{repo}`: the repository, with what the token may do in `permissions`."""
+    state = request.app[STATE_KEY]
+    owner, name = state.repo.split("/", 1)
+    return web.json_response(
+        {
+            "id": 1296269,
+            "node_id": "MDEwOlJlcG9zaXRvcnkxMjk2MjY5",
+            "name": name,
+            "full_name": state.repo,
+            "private": True,
+            "visibility": "private",
+            "owner": {"login": owner, "type": "Organization"},
+            "html_url": f"{WEB}/{state.repo}",
+            "url": f"{API}/repos/{state.repo}",
+            "default_branch": state.default_branch,
+            "archived": False,
+            "disabled": False,
+            "permissions": dict(state.permissions),
+        }
+    )
+
+
 def create_github_app(state: GitHubState) -> web.Application:
     """An aiohttp app emulating the GitHub REST API over `state`."""
     app = new_app()
     app.middlewares.append(_auth_middleware)
     app[STATE_KEY] = state
     prefix = "/repos/{owner}/{repo}"
+    app.router.add_get(prefix, get_repository)
     app.router.add_post(f"{prefix}/merges", merge)
     app.router.add_get(prefix + "/compare/{basehead:.+}", compare)
     app.router.add_get(prefix + "/commits/{sha}/pulls", commit_pulls)

@@ -8,10 +8,12 @@ OpenAPI description when `SlackState.spec_path` names it (read at runtime, never
 else from `BUILTIN_REQUIRED`. `POST /response/{id}` records `response_url` payloads.
 
 Methods: chat.postMessage, chat.update, chat.postEphemeral, chat.getPermalink, views.open,
-views.push, views.update, views.publish, auth.test, conversations.info, users.info, usergroups.users.list,
-and apps.connections.open
-(with the app-level token). A channel with `is_member: False` answers posts `not_in_channel`,
-an archived one `is_archived`; a token in `revoked_tokens` is answered `token_revoked`.
+views.push, views.update, views.publish, auth.test, conversations.info, conversations.members,
+users.info, usergroups.users.list, and apps.connections.open (with the app-level token). A channel
+with `is_member: False` answers posts `not_in_channel`, an archived one `is_archived`; a token in
+`revoked_tokens` is answered `token_revoked`. Every answer to a valid token carries Slack's
+`x-oauth-scopes` header (`SlackState.scopes`); the conversations methods answer `missing_scope`
+(with `needed` and `provided`) without a read scope, as Slack documents.
 """
 
 from __future__ import annotations
@@ -41,7 +43,14 @@ BUILTIN_REQUIRED: dict[str, tuple[str, ...]] = {
     "auth.test": (),
     "apps.connections.open": (),
     "usergroups.users.list": ("usergroup",),
+    "conversations.members": ("channel",),
 }
+# Methods that need one of these scopes (Slack's OpenAPI `security` lists them as alternatives).
+METHOD_SCOPES: dict[str, tuple[str, ...]] = {
+    "conversations.info": ("channels:read", "groups:read", "im:read", "mpim:read"),
+    "conversations.members": ("channels:read", "groups:read", "im:read", "mpim:read"),
+}
+DEFAULT_SCOPES = ("commands", "chat:write", "channels:read", "groups:read", "users:read")
 JSON_ARGS = ("blocks", "attachments", "view", "metadata")
 
 
@@ -80,6 +89,7 @@ class SlackState:
     app_token: str = "xapp-1-sandbox-app-token"  # noqa: S105 - sandbox credential
     revoked_tokens: set[str] = field(default_factory=set)
     usergroups: dict[str, list[str]] = field(default_factory=dict)  # group ID -> user IDs
+    scopes: tuple[str, ...] = DEFAULT_SCOPES
     spec_path: str | None = None
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -359,6 +369,18 @@ async def conversation_info(state: SlackState, args: dict[str, Any]) -> dict[str
     }
 
 
+async def conversation_members(state: SlackState, args: dict[str, Any]) -> dict[str, Any]:
+    """conversations.members: the bot (when a member) and the channel's listed `members`."""
+    channel = state.resolve_channel(str(args.get("channel", "")))
+    if channel is None:
+        return _fail("channel_not_found")
+    info = state.channels[channel]
+    members = list(info.get("members", []))
+    if info.get("is_member", True) and state.bot_user_id not in members:
+        members.insert(0, state.bot_user_id)
+    return {"ok": True, "members": members, "response_metadata": {"next_cursor": ""}}
+
+
 async def user_info(state: SlackState, args: dict[str, Any]) -> dict[str, Any]:
     """users.info."""
     user_id = str(args.get("user", ""))
@@ -409,6 +431,7 @@ METHODS: dict[str, MethodHandler] = {
     "views.publish": publish_view,
     "auth.test": auth_test,
     "conversations.info": conversation_info,
+    "conversations.members": conversation_members,
     "users.info": user_info,
 }
 
@@ -444,11 +467,17 @@ async def api_method(request: web.Request) -> web.Response:
     handler = METHODS.get(method)
     if handler is None:
         return web.json_response(_fail("unknown_method", req_method=method))
+    headers = {"x-oauth-scopes": ",".join(state.scopes)}
+    needed = METHOD_SCOPES.get(method, ())
+    if needed and not set(needed) & set(state.scopes):
+        return web.json_response(_fail("missing_scope", needed=needed[0],
+                                       provided=",".join(state.scopes)), headers=headers)
     missing = [name for name in state.required_args(method) if args.get(name) in (None, "")]
     if missing:
         messages = [f"[ERROR] missing required field: {name}" for name in missing]
-        return web.json_response(_fail("invalid_arguments", response_metadata={"messages": messages}))
-    return web.json_response(await handler(state, args))
+        return web.json_response(_fail("invalid_arguments", response_metadata={"messages": messages}),
+                                 headers=headers)
+    return web.json_response(await handler(state, args), headers=headers)
 
 
 async def response_url(request: web.Request) -> web.Response:

@@ -1,6 +1,7 @@
 """Local emulator of the Supabase Management API endpoints the release bot uses.
 
-Shapes follow `supabase-management-api.openapi.json`: service health
+Shapes follow `supabase-management-api.openapi.json`: the project (`GET /v1/projects/{ref}`),
+service health
 (`GET /v1/projects/{ref}/health?services=...`), applied migrations
 (`GET /v1/projects/{ref}/database/migrations`), backups
 (`GET /v1/projects/{ref}/database/backups`), point-in-time restore
@@ -51,6 +52,7 @@ class SupabaseState:
     access_token: str = "sbp_sandbox_access_token"  # noqa: S105 - sandbox credential
     ref: str = "abcdefghijklmnopqrst"
     region: str = "us-east-1"
+    project_name: str = "pocket-philosopher-staging"
     health: dict[str, str] = field(default_factory=lambda: dict.fromkeys(SERVICES, HEALTHY))
     migrations: list[Migration] = field(default_factory=list)
     backups: list[Backup] = field(default_factory=list)
@@ -226,12 +228,26 @@ def iso_now(clock: Callable[[], float] = time.time) -> str:
     return datetime.fromtimestamp(clock(), tz=UTC).isoformat().replace("+00:00", "Z")
 
 
+async def project(request: web.Request) -> web.Response:
+    """`GET /v1/projects/{ref}` (V1ProjectWithDatabaseResponse)."""
+    state = request.app[STATE_KEY]
+    status = HEALTHY if all(v == HEALTHY for v in state.health.values()) else "ACTIVE_UNHEALTHY"
+    return web.json_response({
+        "id": state.ref, "ref": state.ref, "organization_id": "sandboxorg",
+        "organization_slug": "sandboxorg", "name": state.project_name, "region": state.region,
+        "created_at": "2024-01-01T00:00:00.000Z", "status": status,
+        "database": {"host": f"db.{state.ref}.supabase.co", "version": "15.8.1.085",
+                     "postgres_engine": "15", "release_channel": "ga"},
+    })
+
+
 def create_supabase_app(state: SupabaseState) -> web.Application:
     """An aiohttp app emulating the Supabase Management API over `state`."""
     app = new_app()
     app.middlewares.append(_auth_middleware)
     app[STATE_KEY] = state
     prefix = "/v1/projects/{ref}"
+    app.router.add_get(prefix, project)
     app.router.add_get(f"{prefix}/health", health)
     app.router.add_get(f"{prefix}/database/migrations", migrations)
     app.router.add_get(f"{prefix}/database/backups", backups)

@@ -1,6 +1,7 @@
 """Local emulator of the Vercel REST API endpoints the release bot uses.
 
 Shapes and field names follow Vercel's OpenAPI description (`vercel-api.openapi.json`):
+a project (`GET /v9/projects/{idOrName}`), the team (`GET /v2/teams/{teamId}`),
 project env vars (`GET /v10/projects/{idOrName}/env`), deployments (`POST /v13/deployments`,
 `GET /v13/deployments/{idOrUrl}`, `GET /v6/deployments`, `PATCH /v12/deployments/{id}/cancel`),
 build events (`GET /v3/deployments/{idOrUrl}/events`), aliases (`POST|GET
@@ -825,6 +826,35 @@ async def deploy_hook(request: web.Request) -> web.Response:
     return web.json_response({"job": job}, status=201)
 
 
+async def get_project(request: web.Request) -> web.Response:
+    """`GET /v9/projects/{idOrName}`."""
+    state = request.app[STATE_KEY]
+    project = state.find_project(request.match_info["idOrName"])
+    if project is None:
+        return _error(404, "not_found", "Project not found")
+    return web.json_response({
+        "id": project.id, "name": project.name, "accountId": state.team_id or "usr_sandbox",
+        "framework": "nextjs", "nodeVersion": "20.x", "createdAt": 1_700_000_000_000,
+        "updatedAt": state.now_ms(),
+        "link": {"type": "github", "org": project.git_org, "repo": project.git_repo,
+                 "productionBranch": project.production_branch},
+    })
+
+
+async def get_team(request: web.Request) -> web.Response:
+    """`GET /v2/teams/{teamId}`: the team the token works in (403 for any other)."""
+    state = request.app[STATE_KEY]
+    team_id = request.match_info["teamId"]
+    if state.team_id is None or team_id != state.team_id:
+        return _error(403, "forbidden", "Not authorized")
+    return web.json_response({
+        "id": state.team_id, "slug": state.team_slug, "name": state.team_slug.title(),
+        "creatorId": "usr_sandbox", "createdAt": 1_700_000_000_000, "updatedAt": state.now_ms(),
+        "description": None, "stagingPrefix": state.team_slug, "avatar": None,
+        "membership": {"role": "MEMBER", "confirmed": True, "createdAt": 1_700_000_000_000},
+    })
+
+
 async def list_custom_environments(request: web.Request) -> web.Response:
     """`GET /v9/projects/{idOrName}/custom-environments`."""
     state = request.app[STATE_KEY]
@@ -856,6 +886,8 @@ def create_vercel_app(state: VercelState) -> web.Application:
     app = new_app()
     app.middlewares.append(_auth_middleware)
     app[STATE_KEY] = state
+    app.router.add_get("/v9/projects/{idOrName}", get_project)
+    app.router.add_get("/v2/teams/{teamId}", get_team)
     app.router.add_get("/v10/projects/{idOrName}/env", list_env)
     app.router.add_get("/v9/projects/{idOrName}/custom-environments", list_custom_environments)
     app.router.add_post("/v13/deployments", create_deployment)
