@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
+from bot import durability
 from bot.config import MissingSetting, Settings, describe_setting
 from bot.redact import Redactor, default_redactor
 from bot.runbook.loader import RunbookError
@@ -64,6 +65,8 @@ def load_settings() -> Settings:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from aiohttp import web
 
+    durability.start_server(settings)  # one writer per log; re-runs under Litestream when set
+
     from bot.app import build_bolt_app
     from bot.server import create_web_app
 
@@ -77,6 +80,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_socket(args: argparse.Namespace, settings: Settings) -> int:
     if settings.SLACK_APP_TOKEN is None:
         raise MissingSetting("SLACK_APP_TOKEN")
+    durability.start_server(settings)  # one writer per log; re-runs under Litestream when set
 
     async def main() -> None:
         from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -125,13 +129,15 @@ def cmd_log(args: argparse.Namespace, settings: Settings) -> int:
     from bot.report import release_json, release_table, releases_table
     from bot.store import Store
 
+    if args.action == "backup":
+        return durability.cmd_backup(settings, args.release_id)
     store = Store(settings.DATABASE_PATH)
     redactor = default_redactor()
     if args.action == "show":
-        if args.release_id is None:
+        if not (args.release_id or "").isdigit():
             print("release-bot: `log show` needs a release id", file=sys.stderr)
             return 2
-        release = store.get_release(args.release_id)
+        release = store.get_release(int(args.release_id))
         if release is None:
             print(f"release-bot: release #{args.release_id} is not in {settings.DATABASE_PATH}",
                   file=sys.stderr)
@@ -152,7 +158,7 @@ def cmd_log(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
     from bot.report import config_report
 
-    print(default_redactor()(config_report(settings)))
+    print(default_redactor()(config_report(settings) + durability.config_note(settings)))
     return 0
 
 
@@ -183,9 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", action="store_true", help="keep the sandbox's temporary files")
     demo.add_argument("--no-rollback", action="store_true", help="skip the closing rollback")
     demo.set_defaults(handler=cmd_demo)
-    log = sub.add_parser("log", help="the release log: `log`, `log show ID`")
-    log.add_argument("action", nargs="?", choices=["list", "show"], default="list")
-    log.add_argument("release_id", nargs="?", type=int)
+    log = sub.add_parser("log", help="the release log: `log`, `log show ID`, `log backup PATH`")
+    log.add_argument("action", nargs="?", choices=["list", "show", "backup"], default="list")
+    log.add_argument("release_id", nargs="?", metavar="ID|PATH", help="release id (show), file (backup)")
     log.add_argument("--json", action="store_true", help="machine-readable output")
     log.add_argument("--limit", type=int, default=20, help="how many releases (default 20)")
     log.add_argument("--all-envs", action="store_true", help="every environment, not just ENVIRONMENT")
