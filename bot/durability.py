@@ -27,6 +27,7 @@ import yaml
 
 from bot import writer_lock
 from bot.config import Settings
+from bot.redact import default_redactor
 
 log = logging.getLogger(__name__)
 
@@ -185,11 +186,17 @@ def start_server(settings: Settings) -> None:
         if url:
             exec_under_litestream(settings, url)
     except writer_lock.WriterBusy as exc:
-        print(f"release-bot: {exc}", file=sys.stderr)
-        raise SystemExit(3) from None
+        _refuse(settings, exc, 3)
     except DurabilityError as exc:
-        print(f"release-bot: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        _refuse(settings, exc, 2)
+
+
+def _refuse(settings: Settings, exc: Exception, code: int) -> NoReturn:
+    """One line on stderr (credentials in URLs masked), then exit with `code`."""
+    redactor = default_redactor()
+    redactor.add(settings.secret_values())
+    print(redactor(f"release-bot: {exc}"), file=sys.stderr)
+    raise SystemExit(code) from None
 
 
 # --- backups by hand -------------------------------------------------------------------------
