@@ -8,20 +8,24 @@ the way a crashed or recycled machine loses it, wipe its disk, and start it agai
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import httpx
+from aiohttp import web
 
+from bot.chat.blocks import GATE_ACTION_PREFIX, RETRY_ACTION
 from bot.durability import litestream_binary
-from bot.runbook.model import Release
+from bot.runbook.model import Release, ReleaseStatus, StepState
+from bot.sandbox.services import PostgresServer
 from bot.store import Store
 from tests.slack_e2e import BOT_TOKEN, SIGNING_SECRET, SlackHarness
 
@@ -168,3 +172,78 @@ class ProcessHarness(SlackHarness):
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(f"the replica never showed {what}")
             await asyncio.sleep(0.2)
+
+
+@asynccontextmanager
+async def serve_cancelling(app: web.Application) -> AsyncIterator[str]:
+    """Serve `app` on loopback; a handler whose client dies (kill -9) is cancelled with it."""
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+def history(server: PostgresServer, database: str) -> list[str]:
+    rows = server.query("select version from supabase_migrations.schema_migrations order by 1",
+                        database=database)
+    return [row[0] for row in rows]
+
+
+def buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
+    raw = message.get("blocks") or []
+    blocks = json.loads(raw) if isinstance(raw, str) else raw
+    return [e for b in blocks if b.get("type") == "actions" for e in b.get("elements", [])]
+
+
+def gate_posts(bot: ProcessHarness, release: Release) -> list[dict[str, Any]]:
+    return [m for m in bot.thread(release.thread_ts or "")
+            if any(b["action_id"].startswith(GATE_ACTION_PREFIX) for b in buttons(m))]
+
+
+async def wait_gate(bot: ProcessHarness, release_id: int, count: int) -> dict[str, Any]:
+    """The `count`-th gate question of the release, with the release waiting in the log."""
+    release = await bot.wait_release(release_id, lambda r: r.status == ReleaseStatus.WAITING,
+                                     "waiting at the gate")
+    posts = await bot.wait_for(lambda: len(gate_posts(bot, release)) >= count and gate_posts(
+        bot, release), 120, f"gate question {count} of #{release_id}")
+    found: dict[str, Any] = posts[count - 1]
+    return found
+
+
+def finished(release: Release) -> bool:
+    return not release.status.active
+
+
+def outcomes(release: Release) -> dict[str, str]:
+    return {s.name: s.state.value for s in release.steps}
+
+
+async def approve(bot: ProcessHarness, release_id: int, user: str, count: int = 1) -> None:
+    """Press *Apply* on the `count`-th gate question of the release."""
+    gate = await wait_gate(bot, release_id, count)
+    apply = next(b for b in buttons(gate) if b["action_id"] == f"{GATE_ACTION_PREFIX}apply")
+    response, _ = await bot.press(apply["action_id"], apply["value"], user=user)
+    assert response.status_code == 200
+
+
+async def press_retry(bot: ProcessHarness, release: Release, user: str) -> None:
+    """Press the **Retry step** button the release's parent message offers."""
+    offered = await bot.wait_for(lambda: [
+        b for u in bot.updates(release.thread_ts or "") for b in buttons(u)
+        if b["action_id"] == RETRY_ACTION], 30, f"a Retry button on #{release.id}")
+    response, _ = await bot.press(RETRY_ACTION, offered[-1]["value"], user=user,
+                                  message_ts=release.thread_ts or "")
+    assert response.status_code == 200
+
+
+def consistent(release: Release) -> None:
+    """No step is shown as both running and finished, and a finished step has its result."""
+    for record in release.steps:
+        if record.state in (StepState.RUNNING, StepState.WAITING):
+            assert record.finished_at is None, record
+        if record.state in (StepState.OK, StepState.WARN, StepState.FAIL):
+            assert record.result is not None and record.finished_at is not None, record

@@ -18,26 +18,33 @@ Supabase CLI behind the migration gate.
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from aiohttp import web
 
-from bot.chat.blocks import GATE_ACTION_PREFIX, RETRY_ACTION
 from bot.providers.supabase_cli import SupabaseCli
-from bot.runbook.model import Release, ReleaseStatus, StepState
+from bot.runbook.model import ReleaseStatus, StepState
 from bot.sandbox.server import CALLS_KEY, FAULTS_KEY
 from bot.sandbox.services import PostgresServer
 from bot.sandbox.staging_app import StagingState, create_staging_app
 from bot.sandbox.workspace import Workspace, create_workspace
-from tests.bot_process import REPO, ProcessHarness, bot_env, free_port, serve_command
+from tests.bot_process import (
+    REPO,
+    ProcessHarness,
+    approve,
+    bot_env,
+    consistent,
+    finished,
+    free_port,
+    history,
+    press_retry,
+    serve_cancelling,
+    serve_command,
+    wait_gate,
+)
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -74,61 +81,6 @@ async def workspace_db(tmp_path: Path, postgres_server: PostgresServer, postgres
     return ws, postgres_server, urlsplit(postgres_db).path.lstrip("/"), postgres_db
 
 
-@asynccontextmanager
-async def serve_cancelling(app: web.Application) -> AsyncIterator[str]:
-    """Serve `app` on loopback; a handler whose client dies (kill -9) is cancelled with it."""
-    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
-
-
-def history(server: PostgresServer, database: str) -> list[str]:
-    rows = server.query("select version from supabase_migrations.schema_migrations order by 1",
-                        database=database)
-    return [row[0] for row in rows]
-
-
-def buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
-    raw = message.get("blocks") or []
-    blocks = json.loads(raw) if isinstance(raw, str) else raw
-    return [e for b in blocks if b.get("type") == "actions" for e in b.get("elements", [])]
-
-
-def gate_posts(bot: ProcessHarness, release: Release) -> list[dict[str, Any]]:
-    return [m for m in bot.thread(release.thread_ts or "")
-            if any(b["action_id"].startswith(GATE_ACTION_PREFIX) for b in buttons(m))]
-
-
-async def wait_gate(bot: ProcessHarness, release_id: int, count: int) -> dict[str, Any]:
-    """The `count`-th gate question of the release, with the release waiting in the log."""
-    release = await bot.wait_release(release_id, lambda r: r.status == ReleaseStatus.WAITING,
-                                     "waiting at the gate")
-    posts = await bot.wait_for(lambda: len(gate_posts(bot, release)) >= count and gate_posts(
-        bot, release), 120, f"gate question {count} of #{release_id}")
-    found: dict[str, Any] = posts[count - 1]
-    return found
-
-
-def finished(release: Release) -> bool:
-    return not release.status.active
-
-
-def outcomes(release: Release) -> dict[str, str]:
-    return {s.name: s.state.value for s in release.steps}
-
-
-async def approve(bot: ProcessHarness, release_id: int, count: int = 1) -> None:
-    gate = await wait_gate(bot, release_id, count)
-    apply = next(b for b in buttons(gate) if b["action_id"] == f"{GATE_ACTION_PREFIX}apply")
-    response, _ = await bot.press(apply["action_id"], apply["value"], user=APPROVER)
-    assert response.status_code == 200
-
-
 async def log_backup(bot: ProcessHarness, target: Path) -> subprocess.CompletedProcess[str]:
     """`release-bot log backup PATH` as a person runs it next to the serving bot."""
     env = bot_env({"DATABASE_PATH": str(bot.db_path)})
@@ -162,7 +114,7 @@ async def test_release_log_survives_kill_9_and_a_wiped_disk(
 
             # --- 1. a finished release, then one killed in the middle of a step ---------------
             await bot.command(f"start {BRANCH}", user=APPROVER)
-            await approve(bot, 1)
+            await approve(bot, 1, APPROVER)
             one = await bot.wait_release(1, finished, "finished", timeout=180)
             assert one.status == ReleaseStatus.SUCCEEDED, [s.result for s in one.steps]
             assert history(server, database) == [*MAIN, V4, V5]
@@ -214,15 +166,11 @@ async def test_release_log_survives_kill_9_and_a_wiped_disk(
             two = await bot.wait_release(2, finished, "interrupted")
             assert two.status == ReleaseStatus.INTERRUPTED
             assert two.step("smoke").state == StepState.INTERRUPTED
+            consistent(two)
             assert not any(s.state == StepState.RUNNING for s in two.steps)
-            assert outcomes(two)["migrations_push"] == StepState.OK.value
+            assert two.step("migrations_push").state == StepState.OK
             pushed = two.step("migrations_push").result
-            offered = await bot.wait_for(lambda: [
-                b for u in bot.updates(two.thread_ts or "") for b in buttons(u)
-                if b["action_id"] == RETRY_ACTION], 30, "a Retry button on #2")
-            response, _ = await bot.press(RETRY_ACTION, offered[-1]["value"], user=APPROVER,
-                                          message_ts=two.thread_ts or "")
-            assert response.status_code == 200
+            await press_retry(bot, two, APPROVER)
             two = await bot.wait_release(2, lambda r: r.status == ReleaseStatus.SUCCEEDED,
                                          "succeeded after Retry")
             assert two.step("migrations_push").result == pushed  # not pushed a second time
@@ -245,7 +193,7 @@ async def test_release_log_survives_kill_9_and_a_wiped_disk(
             await wait_gate(bot, 3, 2)  # resumed, not interrupted: the gate is asked again
             three = bot.release(3)
             assert three is not None and three.step("migrations_review").state == StepState.WAITING
-            await approve(bot, 3, count=2)
+            await approve(bot, 3, APPROVER, count=2)
             three = await bot.wait_release(3, finished, "finished", timeout=180)
             assert three.status == ReleaseStatus.SUCCEEDED, [s.result for s in three.steps]
             assert three.fields["Migrations Applied"] == f"{V6} add_notes"
