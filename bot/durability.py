@@ -109,11 +109,16 @@ def litestream_config(database_path: str | Path, url: str) -> str:
 
 
 def write_config(database_path: str | Path, url: str) -> Path:
-    """Write the config to a private temporary file (mode 0600: the URL may carry credentials)."""
-    handle, name = tempfile.mkstemp(prefix="release-bot-litestream-", suffix=".yml")
+    """Write the config beside the log as `<name>.litestream.yml`, mode 0600 (the URL may carry
+    credentials); each start rewrites it, so no stale copies pile up."""
+    path = Path(database_path).resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    target = path.with_name(path.name + ".litestream.yml")
+    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     with os.fdopen(handle, "w", encoding="utf-8") as out:
-        out.write(litestream_config(database_path, url))
-    return Path(name)
+        out.write(litestream_config(path, url))
+    os.replace(name, target)
+    return target
 
 
 def restore_if_missing(binary: str, config: Path, database_path: str | Path) -> bool:

@@ -46,10 +46,11 @@ def test_generated_config_names_the_database_and_the_replica(tmp_path: Path) -> 
     assert config == {"dbs": [{"path": str((tmp_path / "log.db").resolve()),
                                "replica": {"url": "s3://bucket/log"}}]}
     written = durability.write_config(tmp_path / "log.db", "sftp://u:pw@host/x")
-    try:
-        assert written.stat().st_mode & 0o077 == 0  # the URL may carry credentials
-    finally:
-        written.unlink()
+    assert written == (tmp_path / "log.db.litestream.yml").resolve()
+    assert written.stat().st_mode & 0o077 == 0  # the URL may carry credentials
+    durability.write_config(tmp_path / "log.db", "s3://bucket/log")  # rewritten, not piled up
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.db.litestream.yml"]
+    assert "s3://bucket/log" in written.read_text()
 
 
 def test_check_config_warns_on_a_dyno_without_a_replica(tmp_path: Path) -> None:
