@@ -173,6 +173,14 @@ def exec_under_litestream(settings: Settings, url: str) -> NoReturn:
     os.execv(binary, argv)  # noqa: S606 (argv list, no shell)
 
 
+def started_by_our_litestream() -> bool:
+    """True in the bot that `exec_under_litestream` started: the marker names our parent.
+
+    The marker is taken out of the environment, so nothing this process starts inherits it.
+    """
+    return os.environ.pop(MARKER_ENV, None) == str(os.getppid())
+
+
 def start_server(settings: Settings) -> None:
     """Before `serve`/`socket`: warn, take the one-writer lock, and re-run under Litestream.
 
@@ -185,7 +193,7 @@ def start_server(settings: Settings) -> None:
         warning = ephemeral_warning(settings)
         if warning:
             log.warning(warning)
-        if os.environ.get(MARKER_ENV):
+        if started_by_our_litestream():
             return  # our Litestream parent took the lock and restored the log
         _held = writer_lock.acquire(settings.DATABASE_PATH)
         if url:

@@ -168,3 +168,16 @@ def test_log_backup_refuses_bad_targets_and_copies_a_consistent_log(tmp_path: Pa
 
     show = cli("log", "show", "x", env=env, cwd=tmp_path)  # `show` still wants a number
     assert show.returncode == 2 and "needs a release id" in show.stderr
+
+
+def test_a_stray_marker_does_not_skip_the_lock(tmp_path: Path) -> None:
+    """Only the child of our own Litestream may skip the lock; a marker set by hand does not."""
+    db = tmp_path / "log.db"
+    held = writer_lock.acquire(db, ["release-bot", "serve"])
+    try:
+        env = {"SLACK_BOT_TOKEN": "xoxb-x", "SLACK_SIGNING_SECRET": "s", "DATABASE_PATH": str(db),
+               durability.MARKER_ENV: "1"}
+        refused = cli("serve", "--port", str(free_port()), env=env, cwd=tmp_path)
+        assert refused.returncode == 3 and "is already served by" in refused.stderr
+    finally:
+        held.release()
