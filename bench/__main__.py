@@ -5,6 +5,8 @@ Targets (measured, never asserted in tests):
   well inside Slack's 3 s; ratio to a plain `GET /healthz` on the same server.
 - coalescing: parent-message updates of a 40-step release with the 1 s coalescing window vs
   one update per transition (the Tier-3 `chat.update` budget is ~50/min).
+- hostile: a 1 MB unsigned request is refused about as fast as a tiny one, and /healthz sent
+  alongside it answers about as fast as alone (before the fix: minutes of 100% CPU).
 - store: one engine transition (release row + step row, one transaction) vs a bare SQLite insert.
 """
 
@@ -17,6 +19,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from bot.chat.blocks import Message
 from bot.chat.reporter import ChatReporter
@@ -55,6 +58,38 @@ async def bench_ack(rounds: int = 40) -> None:
                    "signed /release command vs GET /healthz")
             p95 = sorted(acks)[int(len(acks) * 0.95) - 1] * 1000
             report("ack p95", p95, "ms", 3000.0, "vs Slack's 3 s limit")
+
+
+async def bench_hostile(rounds: int = 5) -> None:
+    """A 1 MB unsigned request (refused 401) vs a small unsigned one, and how long /healthz waits
+    when it is sent while the big one is being refused: both ratios should stay near 1."""
+    with tempfile.TemporaryDirectory() as tmp:
+        async with SlackHarness(Path(tmp)) as slack:
+            headers = {"X-Slack-Signature": "v0=bad", "X-Slack-Request-Timestamp": "1",
+                       "Content-Type": "application/x-www-form-urlencoded"}
+            big, small, health_during, health_alone = [], [], [], []
+            megabyte = "pad=" + "qwertyuiop" * 100_000
+
+            async def timed(coro: Any) -> float:
+                t0 = time.perf_counter()
+                await coro
+                return time.perf_counter() - t0
+
+            for _ in range(rounds):
+                small.append(await timed(slack.http.post("/slack/events", content="pad=x",
+                                                         headers=headers)))
+                health_alone.append(await timed(slack.http.get("/healthz")))
+                b, h = await asyncio.gather(
+                    timed(slack.http.post("/slack/events", content=megabyte, headers=headers,
+                                          timeout=600)),
+                    timed(slack.http.get("/healthz", timeout=600)))
+                big.append(b)
+                health_during.append(h)
+            report("1MB 401", statistics.median(big) * 1000, "ms",
+                   statistics.median(small) * 1000, "1 MB unsigned request vs a 5-byte one")
+            report("healthz", statistics.median(health_during) * 1000, "ms",
+                   statistics.median(health_alone) * 1000,
+                   "/healthz during a 1 MB unsigned request vs alone")
 
 
 class CountingChat:
@@ -125,6 +160,7 @@ def bench_store(rounds: int = 300) -> None:
 
 async def main() -> None:
     await bench_ack()
+    await bench_hostile()
     await bench_coalescing()
     bench_store()
 

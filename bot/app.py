@@ -7,7 +7,8 @@ listeners (handlers/) on top. The console chat and the demo use the runtime with
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from importlib import import_module
 
 from slack_bolt.async_app import AsyncApp
@@ -15,6 +16,7 @@ from slack_bolt.async_app import AsyncApp
 from bot.chat.port import Chat
 from bot.chat.reporter import ChatReporter
 from bot.chat.slack import SlackChat, make_web_client
+from bot.chat.slack_groups import members_of
 from bot.config import MissingSetting, Settings
 from bot.locks import RedisLock
 from bot.redact import Redactor, default_redactor
@@ -41,6 +43,17 @@ class Runtime:
     redactor: Redactor
     lock: RedisLock | None = None
     telemetry: BotTelemetry | None = None
+    # What front ends close when the bot stops (HTTP sessions and the like), in order.
+    on_shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def close(self) -> None:
+        """Stop the engine's tasks, flush the chat, close what was opened for the front end."""
+        await self.engine.shutdown()
+        await self.reporter.flush()
+        for close in self.on_shutdown:
+            await close()
+        if self.telemetry is not None:
+            self.telemetry.shutdown()
 
 
 def build_redactor(settings: Settings) -> Redactor:
@@ -96,6 +109,7 @@ def build_bolt_app(settings: Settings, *, socket_mode: bool = False,
     client = make_web_client(settings)
     if runtime is None:
         runtime = build_runtime(settings, SlackChat(client))
+    runtime.engine.group_members = members_of(client)  # user groups in RELEASE_APPROVERS
     app = AsyncApp(
         client=client,
         signing_secret=settings.secret("SLACK_SIGNING_SECRET") or None,

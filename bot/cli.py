@@ -8,33 +8,53 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import logging
+import os
 import sqlite3
 import sys
 from collections.abc import Callable
 from importlib import import_module
+from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
 from bot import durability
 from bot.config import MissingSetting, Settings, describe_setting
-from bot.redact import Redactor, default_redactor
+from bot.redact import LOG_LIMIT, Redactor, default_redactor
 from bot.runbook.loader import RunbookError
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 
 class RedactingFormatter(logging.Formatter):
-    """Log formatter that passes every line through the redactor."""
+    """Log formatter that redacts every line: the message bounded (`log_text`), a traceback
+    kept to its head and its last lines (where the error is)."""
 
     def __init__(self, redactor: Redactor) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
         self.redactor = redactor
 
     def format(self, record: logging.LogRecord) -> str:
-        return self.redactor(super().format(record))
+        copy = logging.makeLogRecord(record.__dict__)  # other handlers keep the original
+        copy.msg, copy.args = self.redactor.log_text(record.getMessage()), None
+        return super().format(copy)
+
+    def formatException(self, ei: Any) -> str:
+        return self.redactor(_ends(super().formatException(ei)))
+
+    def formatStack(self, stack_info: str) -> str:
+        return self.redactor(_ends(super().formatStack(stack_info)))
+
+
+def _ends(text: str, limit: int = LOG_LIMIT) -> str:
+    """`text` whole when short, else its first and last `limit // 2` characters."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}\n… [{len(text) - 2 * half} characters not shown] …\n{text[-half:]}"
 
 
 def setup_logging(settings: Settings) -> None:
@@ -44,9 +64,11 @@ def setup_logging(settings: Settings) -> None:
     handler.setFormatter(RedactingFormatter(redactor))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(settings.LOG_LEVEL.upper() if settings.LOG_LEVEL else "INFO")
-    for noisy in ("apscheduler", "aiohttp.access", "httpx", "slack_bolt", "slack_sdk"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    level = settings.LOG_LEVEL.upper() if settings.LOG_LEVEL else "INFO"
+    root.setLevel(level)
+    if level != "DEBUG":  # libraries that would log request bodies speak only of problems
+        for noisy in ("apscheduler", "aiohttp", "httpx", "slack_bolt", "slack_sdk"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def load_settings() -> Settings:
@@ -70,10 +92,23 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from bot.app import build_bolt_app
     from bot.server import create_web_app
 
+    for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"):
+        if getattr(settings, name) is None:
+            raise MissingSetting(name)
+    if (problem := _token_problem(settings, socket_mode=False)) is not None:
+        print(f"release-bot: {problem}", file=sys.stderr)
+        return 2
     app, runtime = build_bolt_app(settings)
     port = args.port or settings.PORT
     print(f"release-bot listening on http://{args.host}:{port} (POST /slack/events, GET /healthz)")
-    web.run_app(create_web_app(app, runtime), host=args.host, port=port, print=None)
+    try:
+        web.run_app(create_web_app(app, runtime), host=args.host, port=port, print=None)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        print(f"release-bot: cannot listen on {args.host}:{port}: the port is in use (another "
+              "release-bot serve?); choose a free one with --port or PORT", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -81,6 +116,11 @@ def cmd_socket(args: argparse.Namespace, settings: Settings) -> int:
     if settings.SLACK_APP_TOKEN is None:
         raise MissingSetting("SLACK_APP_TOKEN")
     durability.start_server(settings)  # one writer per log; re-runs under Litestream when set
+    if settings.SLACK_BOT_TOKEN is None:
+        raise MissingSetting("SLACK_BOT_TOKEN")
+    if (problem := _token_problem(settings, socket_mode=True)) is not None:
+        print(f"release-bot: {problem}", file=sys.stderr)
+        return 2
 
     async def main() -> None:
         from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -92,15 +132,25 @@ def cmd_socket(args: argparse.Namespace, settings: Settings) -> int:
         await runtime.engine.recover()
         scheduler = build_scheduler(runtime.store, runtime.reporter, runtime.lock)
         scheduler.start()
-        handler = AsyncSocketModeHandler(app, settings.secret("SLACK_APP_TOKEN"))
+        from bot.chat.slack_auth import quiet_logger
+
+        handler = AsyncSocketModeHandler(app, settings.secret("SLACK_APP_TOKEN"),
+                                         logger=quiet_logger())
         try:
             await handler.start_async()
         finally:
             scheduler.shutdown(wait=False)
-            await runtime.engine.shutdown()
+            await runtime.close()
 
     asyncio.run(main())
     return 0
+
+
+def _token_problem(settings: Settings, *, socket_mode: bool) -> str | None:
+    """One line when Slack rejects the bot's (or, for Socket Mode, the app's) token."""
+    from bot.chat.slack_auth import token_problem
+
+    return token_problem(settings, socket_mode=socket_mode)
 
 
 def cmd_console(args: argparse.Namespace, settings: Settings) -> int:
@@ -126,11 +176,14 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_log(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.report import release_json, release_table, releases_table
+    from bot.report import missing_log, release_json, release_table, releases_table
     from bot.store import Store
 
     if args.action == "backup":
         return durability.cmd_backup(settings, args.release_id)
+    if (missing := missing_log(settings)) is not None:
+        print(f"release-bot: {missing}", file=sys.stderr)
+        return 1
     store = Store(settings.DATABASE_PATH)
     redactor = default_redactor()
     if args.action == "show":
@@ -143,23 +196,28 @@ def cmd_log(args: argparse.Namespace, settings: Settings) -> int:
                   file=sys.stderr)
             return 1
         if args.json:
-            print(redactor(json.dumps(release_json(release, full=True), indent=2)))
+            print(json.dumps(redactor.data(release_json(release, full=True)), indent=2))
         else:
             print(redactor(release_table(release)))
         return 0
     releases = store.list_releases(args.limit, None if args.all_envs else settings.ENVIRONMENT)
     if args.json:
-        print(redactor(json.dumps([release_json(r) for r in releases], indent=2)))
+        print(json.dumps(redactor.data([release_json(r) for r in releases]), indent=2))
     else:
         print(redactor(releases_table(releases)))
     return 0
 
 
 def cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.report import config_report
+    from bot.report import config_report, runbook_report
+
+    if args.runbook:
+        print(runbook_report(settings), end="")
+        return 0
+    from bot.config_check import check_values
 
     print(default_redactor()(config_report(settings) + durability.config_note(settings)))
-    return 0
+    return 1 if any(finding.error for finding in check_values(settings)) else 0
 
 
 def _extra_commands() -> list[Any]:
@@ -197,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     log.add_argument("--all-envs", action="store_true", help="every environment, not just ENVIRONMENT")
     log.set_defaults(handler=cmd_log)
     check = sub.add_parser("check-config", help="effective settings (secrets masked), runnable steps")
+    check.add_argument("--runbook", action="store_true",
+                       help="print a runbook of what can run now (for RUNBOOK_PATH)")
     check.set_defaults(handler=cmd_check_config)
     for module in _extra_commands():
         module.add_parser(sub)
@@ -210,7 +270,12 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(settings)
     handler: Handler = args.handler
     try:
-        return handler(args, settings)
+        code = handler(args, settings)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
+    except BrokenPipeError:  # `release-bot log | head -1`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except MissingSetting as exc:
         print(f"release-bot: {exc.name} is not set: {exc.purpose}", file=sys.stderr)
         return 2
@@ -219,11 +284,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except (OSError, sqlite3.Error) as exc:
-        where = getattr(exc, "filename", None) or settings.DATABASE_PATH
-        print(f"release-bot: cannot use {where}: {exc.strerror if isinstance(exc, OSError) else exc} "
+    except sqlite3.Error as exc:
+        print(f"release-bot: cannot use the release log {settings.DATABASE_PATH}: {exc} "
               "(check DATABASE_PATH and the working directory)", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"release-bot: {_os_error(exc, settings)}", file=sys.stderr)
+        return 2
+
+
+def _os_error(exc: OSError, settings: Settings) -> str:
+    """An OSError in one line, blaming DATABASE_PATH only when the file is the release log's."""
+    if not exc.filename:
+        return str(exc.strerror or exc)
+    where = str(exc.filename)
+    line = f"cannot use {where}: {exc.strerror or exc}"
+    log = Path(settings.DATABASE_PATH)
+    if Path(where) in (log, *log.parents):
+        line += " (check DATABASE_PATH and the working directory)"
+    return line
 
 
 def masked(value: Any) -> str:

@@ -14,6 +14,8 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
+from bot.redact import escape
+
 USAGE = """\
 *Usage*
 • `/release start [ref] [--dry-run] [--notes "text"]`: ship a branch, tag or SHA to staging \
@@ -78,7 +80,8 @@ def parse_command(text: str | None) -> Command | ParseError:
 
 
 def _show(word: str) -> str:
-    return word.replace("`", "'")[:40]
+    """A word the person typed, safe to echo: no backticks, no Slack markup, at most 40 chars."""
+    return escape(word.replace("`", "'")[:40])
 
 
 def _parse_start(args: list[str]) -> Command | ParseError:

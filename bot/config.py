@@ -73,7 +73,8 @@ class Settings(BaseSettings):
     )
     RELEASE_APPROVERS: CsvList = Field(
         default_factory=list,
-        description="Slack user IDs allowed to approve gates (migrations); empty: anyone.",
+        description="Slack user IDs (U…) and user group IDs (S…) allowed to approve gates "
+                    "(migrations); empty: anyone.",
     )
 
     # --- Storage and runtime -----------------------------------------------------------------
@@ -118,7 +119,8 @@ class Settings(BaseSettings):
     )
     NPM_CI_ARGS: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Extra arguments for `npm ci`, space separated (e.g. --ignore-scripts).",
+        description="Extra arguments for `npm ci`, space separated; --ignore-scripts when an "
+        "install script needs the network.",
     )
     SMOKE_PATH: str = Field("/", description="Path the smoke test loads.")
     SMOKE_MARKER: str = Field(

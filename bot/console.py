@@ -8,7 +8,9 @@ presses Retry step. `ConsoleSession.say()` is what tests and the demo push lines
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+from collections.abc import AsyncGenerator
 from typing import TextIO
 
 from bot.app import Runtime
@@ -96,18 +98,60 @@ class ConsoleSession:
 
 
 async def interactive(session: ConsoleSession, stdin: TextIO | None = None) -> None:
-    """Read lines until EOF or `quit`, handling each while releases run in the background."""
+    """Read lines until EOF or `quit`, handling each while releases run in the background.
+
+    Lines are read by the event loop itself, never by a thread blocked in `readline`, so Ctrl-C
+    (which cancels this coroutine) leaves at once instead of waiting for one more Enter.
+    """
     stdin = stdin or sys.stdin
     print(HELP, file=session.chat.out)
     await session.runtime.engine.recover()
-    loop = asyncio.get_running_loop()
-    while True:
-        print(f"{session.user}> ", end="", file=session.chat.out, flush=True)
-        line = await loop.run_in_executor(None, stdin.readline)
-        if not line or line.strip() in ("quit", "exit"):
-            break
-        await session.say(line)
-        await asyncio.sleep(0)
+    lines = read_lines(stdin)
+    try:
+        while True:
+            print(f"{session.user}> ", end="", file=session.chat.out, flush=True)
+            line = await anext(lines, "")
+            if not line or line.strip() in ("quit", "exit"):
+                break
+            await session.say(line)
+            await asyncio.sleep(0)
+    finally:
+        await lines.aclose()
     # Releases still running stay in the release log as they are; the next start resumes them.
     await session.runtime.engine.shutdown()
     await session.runtime.reporter.flush()
+
+
+async def read_lines(stdin: TextIO) -> AsyncGenerator[str, None]:
+    """The lines of `stdin` as they arrive. A pipe or terminal is watched by the event loop
+    (`add_reader`); what cannot be watched (a file, a StringIO) never blocks, so it is read
+    directly."""
+    loop = asyncio.get_running_loop()
+    chunks: asyncio.Queue[bytes] = asyncio.Queue()
+    try:
+        fd = stdin.fileno()
+        loop.add_reader(fd, _read_ready, fd, chunks)
+    except (AttributeError, OSError, ValueError, NotImplementedError):
+        while typed := stdin.readline():
+            yield typed
+        return
+    try:
+        pending = b""
+        while chunk := await chunks.get():
+            pending += chunk
+            while b"\n" in pending:
+                line, pending = pending.split(b"\n", 1)
+                yield line.decode(errors="replace") + "\n"
+        if pending:
+            yield pending.decode(errors="replace")
+    finally:
+        loop.remove_reader(fd)
+
+
+def _read_ready(fd: int, chunks: asyncio.Queue[bytes]) -> None:
+    try:
+        chunks.put_nowait(os.read(fd, 65536))
+    except BlockingIOError:
+        return
+    except OSError:
+        chunks.put_nowait(b"")  # a closed terminal reads as the end

@@ -6,6 +6,12 @@ Resend `re_…`, GitHub `ghp_…`/`github_pat_…`, bearer/basic/token authoriza
 `password=`-style assignments (`access_token=`, `client_secret=`, `PGPASSWORD=`, `*_API_KEY=`)
 and passwords inside URLs.
 
+A known secret value is masked only where it stands as a whole token: `123456` is masked in
+`pin 123456` but not inside `1123456`, `dpl_123456abc` or the timestamp `…:36.123456`. Structured
+data (`Redactor.data`) keeps its shape: keys, numbers and identifiers (ids, SHAs, timestamps,
+Slack button values, `action_id`/`block_id`/`private_metadata`) are never touched; only the
+human-readable strings are redacted, so JSON stays parseable and a button can still be answered.
+
 Every pattern runs in time linear in the text (no pattern can backtrack over the whole input),
 and `bound()` cuts text that is about to be logged to a fixed size before it is redacted.
 """
@@ -38,9 +44,19 @@ TOKEN_PATTERNS: list[re.Pattern[str]] = [
     re.compile(r"(?i)(\b(?:bearer|basic|token)[ \t]+)[A-Za-z0-9._~+/=-]{8,}"),
     # libpq keyword strings, env assignments and JSON: password=..., PGPASSWORD=...,
     # "password": "...", access_token=..., client_secret=..., POSTHOG_API_KEY=...
-    re.compile(r"""(?i)(\b(?:[a-z0-9]+_)*(?:password|passwd|pwd|secret|api[_-]?key|token)"""
+    re.compile(r"""(?i)(\b(?:[a-z0-9]+_)*(?:pg)?(?:password|passwd|pwd|secret|api[_-]?key|token)"""
                r"""["']?[ \t]*[=:][ \t]*["']?)[^\s"'&;,]+"""),
 ]
+_JOINERS = ".-"
+# Keys whose values are identifiers, never redacted (with everything under them), compared in
+# lower case with spaces and hyphens as `_`: Slack's ids and button payloads, stored ids, SHAs,
+# timestamps and states.
+ID_KEYS = frozenset({
+    "id", "ids", "ts", "sha", "key", "hash", "value", "action_id", "block_id", "callback_id",
+    "private_metadata", "trigger_id", "external_id", "channel", "user", "team", "type", "style",
+    "outcome", "state", "status", "environment",
+})
+ID_SUFFIXES = ("_id", "_ids", "_ts", "_sha", "_at", "_date")
 _SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-")
 _MAX_SCHEME = 32
 
@@ -63,10 +79,38 @@ def _url_password_spans(text: str) -> Iterable[tuple[int, int]]:
 
 
 def _occurrences(text: str, value: str) -> Iterable[tuple[int, int]]:
+    """Where `value` stands in `text` as a whole token (see `_stands_alone`)."""
     at = text.find(value)
     while at != -1:
-        yield at, at + len(value)
-        at = text.find(value, at + len(value))
+        end = at + len(value)
+        if _stands_alone(text, at, end):
+            yield at, end
+            at = text.find(value, end)
+        else:
+            at = text.find(value, at + 1)
+
+
+def _word(char: str) -> bool:
+    return char.isalnum() or char == "_"
+
+
+def _joined(text: str, joiner: int, beyond: int) -> bool:
+    """Whether `text[joiner]` joins the match to more of the same token: a word character, or
+    `.`/`-` with a word character beyond it (`1712345678.123456`, `app-123456-x`)."""
+    if not 0 <= joiner < len(text):
+        return False
+    char = text[joiner]
+    if _word(char):
+        return True
+    return char in _JOINERS and 0 <= beyond < len(text) and _word(text[beyond])
+
+
+def _stands_alone(text: str, begin: int, end: int) -> bool:
+    """Whether `text[begin:end]` is a whole token: an edge that is a word character is not
+    continued by another one (an edge that is punctuation is a boundary of its own)."""
+    if _word(text[begin]) and _joined(text, begin - 1, begin - 2):
+        return False
+    return not (_word(text[end - 1]) and _joined(text, end, end + 1))
 
 
 def _mask(text: str, spans: list[tuple[int, int]]) -> str:
@@ -155,14 +199,26 @@ class Redactor:
         return f"{head[:limit]}… [{len(text) - limit} more characters not shown]"
 
     def data(self, value: Any) -> Any:
-        """`value` (str, list, dict, nested) with every string redacted."""
+        """`value` (str, list, dict, nested) with its human-readable strings redacted; keys,
+        numbers and the values of identifier keys (`is_id_key`) stay as they are."""
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, dict):
-            return {k: self.data(v) for k, v in value.items()}
+            return {k: v if is_id_key(k) else self.data(v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
             return [self.data(v) for v in value]
         return value
+
+
+def is_id_key(key: object) -> bool:
+    """Whether a dict key names an identifier (`id`, `value`, `action_id`, `thread_ts`,
+    `Git SHA`, `deploymentId`, `started_at`, ...), whose value redaction never changes."""
+    if not isinstance(key, str):
+        return False
+    if key.endswith(("Id", "Ids")):
+        return True
+    name = key.strip().lower().replace(" ", "_").replace("-", "_")
+    return name in ID_KEYS or name.endswith(ID_SUFFIXES)
 
 
 _default = Redactor()

@@ -6,13 +6,16 @@ steps; `release_json()` is the stable machine shape (`log --json`, `log show --j
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
 
-from bot.chat.blocks import duration
+from bot.chat.blocks import duration, tally
 from bot.config import Settings
+from bot.redact import default_redactor
 from bot.runbook.model import TEMPLATE_FIELDS, Release
+from bot.wording import plural
 
 
 def release_json(release: Release, full: bool = False) -> dict[str, Any]:
@@ -27,6 +30,8 @@ def release_json(release: Release, full: bool = False) -> dict[str, Any]:
         "started_at": release.started_at.isoformat(),
         "finished_at": release.finished_at.isoformat() if release.finished_at else None,
         "duration_seconds": release.duration_seconds,
+        "skipped": release.counts().get("skipped", 0),
+        "counts": release.counts(),
     }
     if full:
         out["fields"] = {name: release.fields.get(name, "") for name in TEMPLATE_FIELDS}
@@ -68,7 +73,8 @@ def release_table(release: Release) -> str:
         "| ----- | ----- |",
     ]
     lines += [f"| {name} | {_cell(fields.get(name, ''))} |" for name in TEMPLATE_FIELDS]
-    lines += ["", "| Step | Outcome | Summary |", "| ---- | ------- | ------- |"]
+    lines += ["", f"Steps: {tally(release.steps)}", "",
+              "| Step | Outcome | Summary |", "| ---- | ------- | ------- |"]
     for record in release.steps:
         summary = record.result.summary if record.result else ""
         lines.append(f"| {record.name} | {record.state.value} | {_cell(summary)} |")
@@ -90,47 +96,104 @@ def releases_table(releases: list[Release]) -> str:
     """One line per release, newest first."""
     if not releases:
         return "No releases yet."
-    rows = ["  #  status       ref                    sha       started by   started (UTC)     took"]
+    rows = ["  #  status       ref                    sha       started by   started (UTC)     took"
+            "     skipped"]
     for r in releases:
+        skipped = r.counts().get("skipped", 0)
         rows.append(f"{r.id:>3}  {r.status.value:<12} {r.ref[:22]:<22} {(r.git_sha or '')[:8]:<8}  "
                     f"{r.started_by[:12]:<12} {r.started_at:%Y-%m-%d %H:%M}  "
-                    f"{duration(r.duration_seconds) if r.finished_at else '…'}")
+                    f"{duration(r.duration_seconds) if r.finished_at else '…':<8} "
+                    f"{skipped or ''}".rstrip())
     return "\n".join(rows)
 
 
+def missing_log(settings: Settings) -> str | None:
+    """Where the release log was looked for, when it is not there (reading never creates it)."""
+    path = settings.DATABASE_PATH
+    if path == ":memory:" or Path(path).exists():
+        return None
+    return (f"no release log at {Path(path).resolve()} (DATABASE_PATH={path}, looked from "
+            f"{Path.cwd()}); run in the bot's folder or set DATABASE_PATH")
+
+
 def config_report(settings: Settings) -> str:
-    """Every setting (secrets masked, unset shown as such), then which steps can run."""
+    """The verdict first (how many steps can run, whether a start would be refused, what is wrong
+    with the values), then which steps run, skip or are missing and why, then every setting
+    (secrets masked, unset shown as such)."""
+    from bot.config_check import check_values
+
+    findings = check_values(settings)
+    steps, runnable, total, refused = _step_lines(settings,
+                                                  {f.setting for f in findings if f.error})
+    errors = sum(1 for f in findings if f.error)
+    warnings = len(findings) - errors
+    lines = [f"Verdict: {runnable} of {plural(total, 'step')} can run, "
+             f"{total - runnable - refused} would be skipped"
+             + (f", {refused} required cannot run" if refused else "") + "; "
+             + (f"{plural(errors, 'setting')} {'is' if errors == 1 else 'are'} wrong"
+                if errors else "no setting is wrong")
+             + (f", {plural(warnings, 'warning')}" if warnings else "") + "."]
+    if refused:
+        lines.append(f"{plural(refused, 'required step')} cannot run: `/release start` would be "
+                     "refused. `release-bot check-config --runbook` prints a runbook of what can "
+                     "run now.")
+    lines += [f.line() for f in findings]
+    lines += ["", *steps, "", "Settings (environment and .env; secrets masked):"]
+    for name in type(settings).model_fields:
+        lines.append(f"  {name:<38} {_shown(getattr(settings, name))}")
+    return "\n".join(lines)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, SecretStr):
+        return "******** (set)" if value.get_secret_value() else "(not set)"
+    if value in (None, "", []):
+        return "(not set)"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def _step_lines(settings: Settings, wrong: set[str]) -> tuple[list[str], int, int, int]:
+    """Which steps of the runbook run, skip or are missing (required but cannot run), and why;
+    how many run, of how many, and how many required ones cannot. A step needing a setting in
+    `wrong` cannot run either."""
     from bot.runbook.loader import load_runbook
     from bot.runbook.registry import load_steps
 
-    lines = ["Settings (environment and .env; secrets masked):"]
-    for name, field in type(settings).model_fields.items():
-        value = getattr(settings, name)
-        if isinstance(value, SecretStr):
-            shown = "******** (set)" if value.get_secret_value() else "(not set)"
-        elif value in (None, "", []):
-            shown = "(not set)"
-        elif isinstance(value, list):
-            shown = ", ".join(str(v) for v in value)
-        else:
-            shown = str(value)
-        lines.append(f"  {name:<38} {shown}")
-        del field
     registry = load_steps()
     runbook = load_runbook(settings.RUNBOOK_PATH, registry)
-    source = settings.RUNBOOK_PATH or "default runbook"
-    lines += ["", f"Steps ({source}):"]
-    runnable = 0
+    lines = [f"Steps ({settings.RUNBOOK_PATH or 'default runbook'}):"]
+    runnable = refused = 0
     for phase, spec in runbook.enabled_steps():
-        reason = spec.skip or registry[spec.name].skip_reason(settings)
-        if reason:
-            lines.append(f"  skip  {phase.name:<9} {spec.name:<20} {reason}")
+        needs = [name for name in registry[spec.name].requires if name in wrong]
+        reason = spec.skip or registry[spec.name].skip_reason(settings) or (
+            f"wrong settings: {', '.join(needs)} (see above)" if needs else None)
+        if reason and spec.always_required:
+            refused += 1
+            lines.append(f"  MISS  {phase.name:<9} {spec.name:<20} required, cannot run: {reason}")
+        elif reason:
+            when = spec.required_when
+            note = f" (refused when a ref adds {when.prefix})" if when else ""
+            lines.append(f"  skip  {phase.name:<9} {spec.name:<20} {reason}{note}")
         else:
             runnable += 1
             lines.append(f"  run   {phase.name:<9} {spec.name:<20} {registry[spec.name].describe}")
     disabled = [s.name for p in runbook.phases for s in p.steps if not s.enabled]
     if disabled:
         lines.append(f"  (disabled in the runbook: {', '.join(disabled)})")
-    total = len(runbook.enabled_steps())
-    lines.append(f"{runnable} of {total} steps can run; {total - runnable} would be skipped.")
-    return "\n".join(lines)
+    return lines, runnable, len(runbook.enabled_steps()), refused
+
+
+def runbook_report(settings: Settings) -> str:
+    """The current runbook cut down to what can run with these settings (YAML, commented)."""
+    from bot.providers.refs import NoRefs, ref_source
+    from bot.runbook.loader import load_runbook
+    from bot.runbook.readiness import runbook_for_now
+    from bot.runbook.registry import load_steps
+
+    registry = load_steps()
+    runbook = load_runbook(settings.RUNBOOK_PATH, registry)
+    refs_known = not isinstance(ref_source(settings, default_redactor()), NoRefs)
+    return runbook_for_now(runbook, registry, settings,
+                           settings.RUNBOOK_PATH or "the default runbook", refs_known=refs_known)

@@ -44,7 +44,7 @@ from bot.providers.http import ProviderError
 from bot.providers.shell import child_env, run_command
 from bot.providers.supabase_cli import SupabaseCli, SupabaseCliError
 from bot.providers.tools import resolve_tool
-from bot.redact import Redactor
+from bot.redact import Redactor, escape
 from bot.runbook.engine import Engine, EngineError
 from bot.runbook.model import (
     Decision,
@@ -65,6 +65,11 @@ if TYPE_CHECKING:
     from bot.service import Reply
 
 log = logging.getLogger(__name__)
+
+NO_TRIGGER = (":warning: Slack sent no form trigger with that request, so the rollback form "
+              "could not open and nothing was rolled back. Press *Roll back* on release "
+              "#{id}'s message, type `/release rollback {id}` again, or run "
+              "`release-bot rollback {id}` on a terminal.")
 
 DEPLOYMENT, SCHEMA, BACKUP, CACHE = "deployment", "schema", "backup", "cache"
 ACTIONS = (DEPLOYMENT, SCHEMA, BACKUP, CACHE)
@@ -201,14 +206,18 @@ def split_tickets(text: str) -> list[str]:
     return [part for part in re.split(r"[\s,]+", text or "") if part]
 
 
+SAFE_URL = re.compile(r"https://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~!$'()*+,;=:@%/?#&-]*)?")
+TICKET_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._#-]{0,63}")
+
+
 def ticket_links(tickets: list[str], template: str | None) -> list[Link]:
-    """Each ticket as a link: full URLs pass through, IDs go through ISSUE_TRACKER_URL."""
+    """Each ticket as a link when that cannot mislead: a plain `https://` URL is shown as
+    itself, an ID goes through ISSUE_TRACKER_URL; anything else stays text (no link)."""
     out = []
     for ticket in tickets:
-        if re.match(r"(?i)^https?://", ticket):
-            label = ticket.rstrip("/").rsplit("/", 1)[-1] or ticket
-            out.append(Link(label=label, url=ticket))
-        elif template and "{id}" in template:
+        if SAFE_URL.fullmatch(ticket):
+            out.append(Link(label=ticket, url=ticket))
+        elif template and "{id}" in template and TICKET_ID.fullmatch(ticket):
             out.append(Link(label=ticket, url=template.replace("{id}", quote(ticket, safe=""))))
         else:
             out.append(Link(label=ticket, url=""))
@@ -216,7 +225,12 @@ def ticket_links(tickets: list[str], template: str | None) -> list[Link]:
 
 
 def link_text(link: Link) -> str:
-    return f"<{link.url}|{link.label}>" if link.url else link.label
+    """A ticket for Slack: `<url|label>` with both escaped, or the escaped label alone."""
+    label = escape(link.label)
+    if not link.url:
+        return label
+    url = escape(link.url)
+    return f"<{url}>" if link.label == link.url else f"<{url}|{label}>"
 
 
 def applied_migrations(release: Release) -> list[str]:
@@ -408,7 +422,10 @@ class Rollbacks:
         if busy:
             await reply(blocks.note_message(f":hourglass: {busy}"))
             return
-        if trigger_id and self.modal_opener is not None:
+        if self.modal_opener is not None:  # Slack: the form confirms, so no form means no rollback
+            if not trigger_id:
+                await reply(blocks.note_message(NO_TRIGGER.format(id=release.id)))
+                return
             await self.modal_opener(release, channel, trigger_id, command.reason, reply)
             return
         if not command.reason:
@@ -784,7 +801,7 @@ class Rollbacks:
         domain = self.settings.staging_domain
         head = (f":rewind: *Rollback of release #{release.id}* (`{release.ref}` to "
                 f"{release.environment}) by <@{report.user}> at {_stamp(report.at)}")
-        lines = [head, f"*Reason:* {report.reason}"]
+        lines = [head, f"*Reason:* {escape(report.reason)}"]
         if report.tickets:
             lines.append("*Tickets:* " + ", ".join(link_text(t) for t in report.tickets))
         if report.cancelled_first:
@@ -833,7 +850,7 @@ class Rollbacks:
         message = blocks.parent_message(release, rollback_enabled=True)
         if report.rolled_back:
             line = (f":rewind: Rolled back by <@{report.user}> at {_stamp(report.at)}: "
-                    f"{_short(report.reason, 200)}")
+                    f"{escape(_short(report.reason, 200))}")
         else:
             line = (f":warning: Rollback attempted by <@{report.user}> at {_stamp(report.at)}; "
                     "the deployment was not reverted (see the thread).")
@@ -952,7 +969,12 @@ def read_metadata(text: str) -> tuple[int, str, str | None]:
     """(release id, channel, target deployment) from private_metadata; ValueError if not ours."""
     try:
         data = json.loads(text or "")
-        return int(data["release"]), str(data.get("channel") or ""), data.get("target") or None
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, RecursionError) as exc:
         raise ValueError("not a rollback form") from exc
-
+    if not isinstance(data, dict):
+        raise ValueError("not a rollback form")
+    release, channel, target = data.get("release"), data.get("channel"), data.get("target")
+    if isinstance(release, bool) or not isinstance(release, int) or not 0 < release < 10**15:
+        raise ValueError("not a rollback form")
+    return (release, channel if isinstance(channel, str) else "",
+            target if isinstance(target, str) and target else None)

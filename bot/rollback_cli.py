@@ -16,9 +16,10 @@ import io
 import sys
 from typing import Any
 
-from bot.chat.console import ConsoleChat
+from bot.chat.console import ConsoleChat, plain_text
 from bot.config import Settings
 from bot.redact import default_redactor
+from bot.report import missing_log
 from bot.rollback import (
     ACTIONS,
     BACKUP,
@@ -133,6 +134,9 @@ async def _rollback(args: argparse.Namespace, settings: Settings) -> int:
         print("release-bot: choose at least one action (--no-deployment leaves none)",
               file=sys.stderr)
         return 2
+    if (missing := missing_log(settings)) is not None:
+        print(f"release-bot: {missing}", file=sys.stderr)
+        return 2
     redactor = default_redactor()
     redactor.add(settings.secret_values())
     chat: Any
@@ -152,11 +156,11 @@ async def _rollback(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     busy = rollbacks.busy(release.id)
     if busy:
-        print(f"release-bot: {busy.replace('<@', '').replace('>', '')}", file=sys.stderr)
+        print(f"release-bot: {plain_text(busy)}", file=sys.stderr)
         return 3
     plan = await rollbacks.plan(release)
     choices.target_deployment = plan.target.id if plan.target else None
-    print(redactor(describe_plan(plan, choices, settings)), file=out)
+    print(plain_text(redactor(describe_plan(plan, choices, settings))), file=out)
     if choices.backup:
         ref = settings.SUPABASE_PROJECT_REF
         if not ref:
@@ -182,13 +186,13 @@ async def _rollback(args: argparse.Namespace, settings: Settings) -> int:
     try:
         report = await rollbacks.run(release.id, choices, _user(args))
     except RollbackBusy as exc:
-        print(f"release-bot: {str(exc).replace('<@', '').replace('>', '')}", file=sys.stderr)
+        print(f"release-bot: {plain_text(str(exc))}", file=sys.stderr)
         return 3
     except EngineError as exc:
         print(f"release-bot: {exc}", file=sys.stderr)
         return 2
     finally:
         await runtime.engine.shutdown()
-    print(redactor(rollbacks.announcement(report).text), file=out)
+    print(plain_text(redactor(rollbacks.announcement(report).text)), file=out)
     failed = any(r.outcome == Outcome.FAIL for r in report.results)
     return 1 if failed else 0

@@ -1,7 +1,11 @@
 """HTTP mode: `POST /slack/events` into Bolt, `GET /healthz` for the platform's health checks.
 
-On start the engine recovers releases from the release log (resuming those waiting on a
-person) and the scheduler starts; on stop both wind down without touching stored state.
+`/slack/events` is on the public internet. Before Bolt sees a request, `bot.slack_request.check`
+verifies its signature on the raw bytes (401 otherwise) and that its body is one Slack could
+send (400 otherwise); the replay guard then drops a request already acted on (200, nothing done).
+No request body is ever logged. On start the engine recovers releases from the release log
+(resuming those waiting on a person) and the scheduler starts; on stop both wind down without
+touching stored state.
 """
 
 from __future__ import annotations
@@ -10,20 +14,50 @@ import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
 
 from bot.app import Runtime
+from bot.replay import RedisSeen, ReplayGuard, SqliteSeen
 from bot.scheduler import build_scheduler
+from bot.slack_request import Accepted, Verifier, check
 
 log = logging.getLogger(__name__)
+MAX_BODY = 1024 * 1024
+
+
+def replay_guard(runtime: Runtime) -> ReplayGuard:
+    """Redis when the bot has one (shared by every process), the release log's SQLite otherwise."""
+    sqlite = SqliteSeen(runtime.store.db.conn)
+    if runtime.lock is not None:
+        return ReplayGuard(RedisSeen(runtime.lock.client), fallback=sqlite)
+    return ReplayGuard(sqlite)
 
 
 def create_web_app(app: AsyncApp, runtime: Runtime) -> web.Application:
     """The aiohttp application serving Slack's requests and the health check."""
+    secret = runtime.settings.secret("SLACK_SIGNING_SECRET")
+    verifier = Verifier(secret) if secret else None
+    guard = replay_guard(runtime)
 
     async def slack_events(request: web.Request) -> web.Response:
-        bolt_response = await app.async_dispatch(await to_bolt_request(request))
+        raw = await request.read()
+        verdict = check(request.headers, raw, verifier)
+        if not isinstance(verdict, Accepted):
+            log.info("refused a request to /slack/events: %s (%d bytes)", verdict.reason, len(raw))
+            return web.Response(status=verdict.status, text=verdict.reason)
+        if not await guard.first_time(verdict.keys):
+            log.info("dropped a repeated Slack request%s",
+                     " (Slack's retry)" if verdict.retry else "")
+            return web.Response(status=200, text="")
+        bolt_request = AsyncBoltRequest(body=verdict.text, query=request.query_string,
+                                        headers=dict(request.headers))
+        try:
+            bolt_response = await app.async_dispatch(bolt_request)
+        except Exception as exc:  # a listener bug must not leak a traceback to the caller
+            log.error("Slack request failed: %s", type(exc).__name__)
+            return web.Response(status=200, text="")
         return await to_aiohttp_response(bolt_response)
 
     async def healthz(request: web.Request) -> web.Response:
@@ -40,13 +74,14 @@ def create_web_app(app: AsyncApp, runtime: Runtime) -> web.Application:
         scheduler.start()
         yield
         scheduler.shutdown(wait=False)
-        await runtime.engine.shutdown()
-        await runtime.reporter.flush()
-        if runtime.telemetry is not None:
-            runtime.telemetry.shutdown()
+        await runtime.close()
 
-    web_app = web.Application(client_max_size=1024 * 1024)
+    async def no_server_header(_: web.Request, response: web.StreamResponse) -> None:
+        response.headers.pop("Server", None)
+
+    web_app = web.Application(client_max_size=MAX_BODY)
     web_app.router.add_post("/slack/events", slack_events)
     web_app.router.add_get("/healthz", healthz)
+    web_app.on_response_prepare.append(no_server_header)
     web_app.cleanup_ctx.append(lifecycle)
     return web_app

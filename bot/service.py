@@ -13,6 +13,8 @@ from bot.chat import blocks
 from bot.chat.blocks import Message
 from bot.commands import USAGE, Command
 from bot.config import Settings
+from bot.providers.refs import ref_source
+from bot.runbook import readiness
 from bot.runbook.engine import Engine, EngineError
 from bot.runbook.model import Release
 from bot.store import Store
@@ -75,11 +77,26 @@ class ReleaseService:
         if command.dry_run:
             await reply(plan_message(self.engine, ref))
             return
+        active = self.store.active_release(self.settings.ENVIRONMENT)
+        if active is not None:  # before asking git: the running release may be fetching there
+            raise EngineError(f"Release #{active.id} ({active.ref}) is still {active.status.value} "
+                              f"on {active.environment}; cancel it or wait for it to finish.")
+        verdict = await self.readiness(ref)
+        if not verdict.ok:
+            await reply(blocks.note_message(readiness.refusal(verdict, self.settings.ENVIRONMENT)))
+            return
         target = self.settings.RELEASE_CHANNEL or channel
-        release = await self.engine.start(ref=ref, user=user, channel=target, notes=command.notes)
+        release = await self.engine.start(ref=ref, user=user, channel=target, notes=command.notes,
+                                          required=verdict.required)
         where = f" in <#{target}>" if target != channel else ""
         await reply(blocks.note_message(
             f":rocket: Release #{release.id} of `{ref}` to {release.environment} started{where}."))
+
+    async def readiness(self, ref: str) -> readiness.Readiness:
+        """Whether a release of `ref` can do the work its runbook requires (no side effects
+        beyond asking git or GitHub about the ref)."""
+        return await readiness.assess(self.engine.runbook, self.engine.registry, self.settings,
+                                      ref, ref_source(self.settings, self.engine.redact))
 
     async def _status(self, command: Command, reply: Reply) -> None:
         release = self._target(command.release_id)
@@ -111,18 +128,29 @@ def plan_message(engine: Engine, ref: str) -> Message:
     """The dry-run plan: every step, what it would do, and what would be skipped."""
     lines = [f"*Dry run: release of `{ref}` to {engine.settings.ENVIRONMENT}* (nothing was changed)"]
     phase = None
-    skipped = 0
-    for planned in engine.plan():
+    skipped = refused = 0
+    plan = engine.plan()
+    for planned in plan:
         if planned.phase != phase:
             phase = planned.phase
             together = " (these run at the same time)" if planned.concurrent else ""
             lines.append(f"*{phase.capitalize()}*{together}")
-        if planned.skip_reason:
+        spec = engine.runbook.spec(planned.name)
+        required = spec is not None and spec.always_required
+        if planned.skip_reason and required:
+            refused += 1
+            lines.append(f"{blocks.ICONS[blocks.StepState.FAIL]} {planned.title}: required, "
+                         f"cannot run ({planned.skip_reason})")
+        elif planned.skip_reason:
             skipped += 1
             lines.append(f"{blocks.ICONS[blocks.StepState.SKIPPED]} {planned.title}: would be "
                          f"skipped ({planned.skip_reason})")
         else:
             lines.append(f"{blocks.ICONS[blocks.StepState.PENDING]} {planned.title}: "
                          f"{planned.description}")
-    lines.append(f"{len(engine.plan()) - skipped} steps would run, {skipped} would be skipped.")
+    runs = len(plan) - skipped - refused
+    lines.append(f"{runs} would run, {skipped} would be skipped.")
+    if refused:
+        lines.append(f":no_entry: {refused} required step(s) cannot run, so `/release start` "
+                     "would be refused. " + readiness.RUNBOOK_HINT)
     return blocks.note_message("\n".join(lines))

@@ -117,6 +117,14 @@ def m002_rollbacks(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m003_listing_indexes(db: sqlite_utils.Database) -> None:
+    """Newest-first listings per environment and lookups by status read an index, not the table
+    (a 100k-release log answers `log` and `status` without sorting every row)."""
+    db.table("releases").create_index(["environment", "id"], if_not_exists=True)
+    db.table("releases").create_index(["status", "id"], if_not_exists=True)
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
@@ -175,6 +183,13 @@ class Store:
                 self.db.conn.execute("ROLLBACK")
                 raise
         return None
+
+    def discard_release(self, release_id: int) -> None:
+        """Remove a release that never started (nothing was announced, no step ran)."""
+        with self._tx():
+            self.db.execute("delete from steps where release_id = ?", [release_id])
+            self.db.execute("delete from decisions where release_id = ?", [release_id])
+            self.db.execute("delete from releases where id = ?", [release_id])
 
     def save_release(self, release: Release) -> None:
         """Write the release row (not its steps)."""
@@ -278,6 +293,9 @@ class Store:
 
     # --- rows ------------------------------------------------------------------------------
     def _release_row(self, release: Release) -> dict[str, Any]:
+        # Free text (notes, fields, human-readable strings in data) comes from people and tools
+        # and is redacted; ids, SHAs, timestamps and the JSON's shape are stored as they are.
+        redact = default_redactor()
         row: dict[str, Any] = {
             "id": release.id,
             "environment": release.environment,
@@ -289,15 +307,14 @@ class Store:
             "status": release.status.value,
             "started_at": _iso(release.started_at),
             "finished_at": _iso(release.finished_at),
-            "notes": release.notes,
-            "data": json.dumps(release.data, default=str),
+            "notes": redact(release.notes),
+            "data": json.dumps(redact.data(release.data), default=str),
         }
         for name, column in FIELD_COLUMNS.items():
             if column != "git_sha":
-                row[column] = release.fields.get(name, "")
-        # Free text (notes, reasons, fields) comes from people and tools: nothing secret is stored.
-        redact = default_redactor()
-        return {key: redact(value) if isinstance(value, str) else value for key, value in row.items()}
+                value = release.fields.get(name, "") or ""
+                row[column] = value if column == "release_date" else redact(value)
+        return row
 
     def _release(self, row: dict[str, Any]) -> Release:
         fields = {name: row.get(column) or "" for name, column in FIELD_COLUMNS.items()}
@@ -324,7 +341,11 @@ class Store:
         return release
 
     def _upsert_step(self, release_id: int, record: StepRecord) -> None:
+        redact = default_redactor()
         result = record.result
+        if result is not None:  # text and the data's readable strings; never ids or shape
+            result = StepResult.model_validate(redact.data(result.model_dump()))
+        gate = Gate.model_validate(redact.data(record.gate.model_dump())) if record.gate else None
         self.db.table("steps").upsert(
             {
                 "release_id": release_id,
@@ -339,7 +360,7 @@ class Store:
                 "links": json.dumps([link.model_dump() for link in result.links]) if result else None,
                 "output_tail": result.output_tail if result else None,
                 "data": json.dumps(result.data, default=str) if result else None,
-                "gate": record.gate.model_dump_json() if record.gate else None,
+                "gate": gate.model_dump_json() if gate else None,
                 "started_at": _iso(record.started_at),
                 "finished_at": _iso(record.finished_at),
             },
@@ -423,8 +444,8 @@ class Store:
         with self._tx():
             self.db.table("rollback_actions").upsert(
                 {"release_id": release_id, "rollback_id": rollback_id, "action": action,
-                 "outcome": outcome, "summary": summary, "details": details,
-                 "at": at.isoformat()},
+                 "outcome": outcome, "summary": default_redactor()(summary),
+                 "details": default_redactor()(details), "at": at.isoformat()},
                 pk=("release_id", "rollback_id", "action"),
             )
 

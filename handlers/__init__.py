@@ -14,7 +14,10 @@ MODULES = ("handlers.commands", "handlers.actions", "handlers.rollback")
 
 
 def register(app: AsyncApp, runtime: Runtime) -> None:
-    """Register the listeners of each module in MODULES that exists."""
+    """Register the safety middleware, then the listeners of each module in MODULES that exists."""
+    from handlers import safety
+
+    safety.install(app, runtime)
     for name in MODULES:
         try:
             module = import_module(name)

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from bot.chat.blocks import GATE_ACTION_PREFIX, RETRY_ACTION
-from bot.redact import default_redactor
 from bot.runbook.engine import EngineError
+from handlers.safety import field, mapping, mention, release_id, user_id
 
 if TYPE_CHECKING:
     from bot.app import Runtime
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 async def _whisper(respond: AsyncRespond, text: str) -> None:
-    await respond(text=default_redactor()(text), response_type="ephemeral", replace_original=False)
+    await respond(text=text, response_type="ephemeral", replace_original=False)
 
 
 def register(app: AsyncApp, runtime: Runtime) -> None:
@@ -36,15 +36,16 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
     async def retry(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any],
                     respond: AsyncRespond) -> None:
         await ack()
-        user = body.get("user", {}).get("id", "")
-        if not service.may_operate(user):
-            await _whisper(respond, f":no_entry: <@{user}>, only release operators can retry.")
+        user = user_id(body)
+        if not user or not service.may_operate(user):
+            await _whisper(respond, f":no_entry: {mention(user)}, only release operators can retry.")
+            return
+        release = release_id(mapping(action).get("value"))
+        if release is None:
+            await _whisper(respond, ":warning: That button does not name a release.")
             return
         try:
-            release_id = int(action.get("value", ""))
-            await engine.retry(release_id, user)
-        except ValueError:
-            await _whisper(respond, ":warning: That button does not name a release.")
+            await engine.retry(release, user)
         except EngineError as exc:
             await _whisper(respond, f":warning: {exc}")
 
@@ -52,14 +53,16 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
     async def gate(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any],
                    respond: AsyncRespond) -> None:
         await ack()
-        user = body.get("user", {}).get("id", "")
+        user = user_id(body)
         try:
-            value = json.loads(action.get("value", ""))
-            release_id, step, key = int(value["release"]), str(value["step"]), str(value["gate"])
-        except (ValueError, KeyError, TypeError):
+            value = mapping(json.loads(field(action, "value")))
+        except (ValueError, RecursionError):
+            value = {}
+        release, step, key = release_id(value.get("release")), value.get("step"), value.get("gate")
+        if not user or release is None or not isinstance(step, str) or not isinstance(key, str):
             await _whisper(respond, ":warning: That button is not one of mine.")
             return
-        choice = str(action.get("action_id", "")).removeprefix(GATE_ACTION_PREFIX)
-        result = await engine.decide(release_id, step, key, choice, user)
+        choice = field(action, "action_id").removeprefix(GATE_ACTION_PREFIX)
+        result = await engine.decide(release, step, key, choice, user)
         if not result.accepted:
             await _whisper(respond, f":no_entry: {result.message}")

@@ -14,7 +14,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from bot.chat.blocks import Message
 from bot.commands import USAGE, ParseError, parse_command
-from bot.redact import Redactor
+from handlers.safety import field
 
 if TYPE_CHECKING:
     from bot.app import Runtime
@@ -22,11 +22,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def ephemeral(respond: AsyncRespond, redact: Redactor) -> Any:
-    """A reply callable answering the requester alone through the response URL (redacted)."""
+def ephemeral(respond: AsyncRespond) -> Any:
+    """A reply callable answering the requester alone (`respond` is the safe one of
+    handlers.safety: Slack's response URL or an ephemeral message, redacted)."""
 
     async def reply(message: Message) -> None:
-        await respond(text=redact(message.text), blocks=redact.data(message.blocks) or None,
+        await respond(text=message.text, blocks=message.blocks or None,
                       response_type="ephemeral", replace_original=False)
 
     return reply
@@ -39,8 +40,13 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
     @app.command("/release")
     async def release_command(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond,
                               ) -> None:
-        parsed = parse_command(command.get("text", ""))
-        user = command.get("user_id", "")
+        parsed = parse_command(field(command, "text"))
+        user = field(command, "user_id")
+        channel = field(command, "channel_id")
+        if not user or not channel:
+            await ack(response_type="ephemeral", text=":warning: That command came without a user "
+                      "or a channel, so I did nothing.")
+            return
         if isinstance(parsed, ParseError):
             await ack(response_type="ephemeral", text=parsed.message)
             return
@@ -52,5 +58,5 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
             await ack(response_type="ephemeral", text=refusal)
             return
         await ack()
-        await service.run(parsed, user=user, channel=command.get("channel_id", ""),
-                          reply=ephemeral(respond, runtime.redactor), trigger_id=command.get("trigger_id"))
+        await service.run(parsed, user=user, channel=channel, reply=ephemeral(respond),
+                          trigger_id=field(command, "trigger_id") or None)

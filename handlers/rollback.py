@@ -11,6 +11,7 @@ runs after the acknowledgement and is announced in the channel and the release's
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
@@ -25,6 +26,7 @@ from bot.rollback import (
     BACKUP,
     CACHE,
     DEPLOYMENT,
+    NO_TRIGGER,
     SCHEMA,
     TITLES,
     Choices,
@@ -38,6 +40,8 @@ from bot.rollback import (
 )
 from bot.runbook.engine import EngineError
 from bot.runbook.model import Release
+from handlers.safety import field, mapping, mention, user_id
+from handlers.safety import release_id as safe_release_id
 
 if TYPE_CHECKING:
     from bot.app import Runtime
@@ -147,23 +151,28 @@ def build_view(plan: Plan, channel: str, settings: Settings, reason: str = "") -
     }
 
 
-def _value(values: dict[str, Any], block: str) -> Any:
-    return values.get(block, {}).get(VALUE, {})
+def _value(values: Mapping[str, Any], block: str) -> Mapping[str, Any]:
+    return mapping(mapping(values.get(block)).get(VALUE))
 
 
-def parse_submission(view: dict[str, Any]) -> tuple[int, str, Choices]:
+def _selected(values: Mapping[str, Any], block: str) -> set[str]:
+    options = _value(values, block).get("selected_options")
+    return {field(o, "value") for o in options} if isinstance(options, list) else set()
+
+
+def parse_submission(view: Mapping[str, Any]) -> tuple[int, str, Choices]:
     """(release id, channel, choices) from a submitted form; ValueError when it is not ours."""
-    release_id, channel, target = read_metadata(str(view.get("private_metadata", "")))
-    values = view.get("state", {}).get("values", {})
-    chosen = {str(o.get("value")) for o in _value(values, CHOSEN).get("selected_options") or []}
+    release_id, channel, target = read_metadata(field(view, "private_metadata"))
+    values = mapping(mapping(view.get("state")).get("values"))
+    chosen = _selected(values, CHOSEN)
     choices = Choices(
-        reason=str(_value(values, REASON).get("value") or "").strip(),
-        tickets=split_tickets(str(_value(values, TICKETS).get("value") or "")),
+        reason=field(_value(values, REASON), "value").strip(),
+        tickets=split_tickets(field(_value(values, TICKETS), "value")),
         deployment=DEPLOYMENT in chosen,
         schema=SCHEMA in chosen,
         backup=BACKUP in chosen,
         cache=CACHE in chosen,
-        confirm_ref=str(_value(values, CONFIRM).get("value") or "").strip(),
+        confirm_ref=field(_value(values, CONFIRM), "value").strip(),
         target_deployment=target,
     )
     return release_id, channel, choices
@@ -219,20 +228,18 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
     async def pressed(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any],
                       respond: AsyncRespond) -> None:
         await ack()
-        user = body.get("user", {}).get("id", "")
-        channel = (body.get("channel") or {}).get("id") or \
-            (body.get("container") or {}).get("channel_id", "")
+        user = user_id(body)
+        channel = field(body.get("channel"), "id") or field(body.get("container"), "channel_id")
 
         async def reply(message: blocks.Message) -> None:
             await respond(text=message.text, response_type="ephemeral", replace_original=False)
 
-        if not service.may_operate(user):
+        if not user or not service.may_operate(user):
             await reply(blocks.note_message(
-                f":no_entry: <@{user}>, only release operators can roll back."))
+                f":no_entry: {mention(user)}, only release operators can roll back."))
             return
-        try:
-            release_id = int(action.get("value", ""))
-        except ValueError:
+        release_id = safe_release_id(mapping(action).get("value"))
+        if release_id is None:
             await reply(blocks.note_message(":warning: That button does not name a release."))
             return
         release = rollbacks.resolve(release_id)
@@ -243,17 +250,21 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         if busy:
             await reply(blocks.note_message(f":hourglass: {busy}"))
             return
-        await open_form(release, channel, str(body.get("trigger_id", "")), "", reply)
+        trigger = field(body, "trigger_id")
+        if not trigger:
+            await reply(blocks.note_message(NO_TRIGGER.format(id=release_id)))
+            return
+        await open_form(release, channel, trigger, "", reply)
 
     @app.view(CALLBACK_ID)
     async def submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
-        user = body.get("user", {}).get("id", "")
+        user = user_id(body)
         try:
             release_id, channel, choices = parse_submission(view)
         except ValueError:
             await ack(response_action="errors", errors={REASON: "This form is not one of mine."})
             return
-        if not service.may_operate(user):
+        if not user or not service.may_operate(user):
             await ack(response_action="errors",
                       errors={REASON: "Only release operators can roll back."})
             return

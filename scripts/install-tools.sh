@@ -2,7 +2,8 @@
 # Install the real tools the test suite, `release-bot demo` and the benchmarks run against.
 #
 # Debian packages: postgresql (15), redis-server, chromium -- installed with apt-get only when
-# missing (one `apt-get update`, then a non-interactive install without recommends).
+# missing (one `apt-get update`, then a non-interactive install without recommends). When another
+# apt-get or dpkg holds the lock, it waits up to APT_LOCK_TIMEOUT seconds (default 600) for it.
 # npm tools: the Supabase CLI and Playwright, pinned, into <repo>/.tools (gitignored).
 # Browsers are never downloaded: Debian's /usr/bin/chromium is the browser Playwright drives.
 #
@@ -15,6 +16,9 @@ PLAYWRIGHT_VERSION="1.65.1"
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS_DIR="${REPO_ROOT}/.tools"
+
+# shellcheck source=scripts/apt-wait.sh
+source "${REPO_ROOT}/scripts/apt-wait.sh"
 
 say() { printf '%-14s %s\n' "$1" "$2"; }
 die() { printf 'install-tools: %s\n' "$*" >&2; exit 1; }
@@ -48,8 +52,8 @@ if (( ${#missing[@]} > 0 )); then
     fi
     command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install ${missing[*]} by hand"
     echo "install-tools: apt-get install ${missing[*]}"
-    apt-get update -qq || die "apt-get update failed"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+    apt_get update -qq || die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive apt_get install -y -qq --no-install-recommends "${missing[@]}" \
         || die "apt-get install ${missing[*]} failed"
 fi
 

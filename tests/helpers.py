@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from bot.config import Settings, isolated_settings
@@ -46,3 +47,18 @@ class StepHarness:
         for field, value in result.fields.items():
             self.release.fields[field] = value
         return result
+
+
+def vendor_specs() -> Path:
+    """The vendors' official specs (../shared/specs beside the checkout, or VENDOR_SPECS_DIR);
+    read by the tests, never copied into the repository."""
+    import os
+
+    given = os.environ.get("VENDOR_SPECS_DIR")
+    if given:
+        return Path(given)
+    here = Path(__file__).resolve().parents[1]
+    for candidate in (here.parent / "shared" / "specs", Path("/work/shared/specs")):
+        if candidate.is_dir():
+            return candidate
+    return here.parent / "shared" / "specs"

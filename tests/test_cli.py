@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bot.runbook.model import Release, ReleaseStatus, StepRecord, StepResult, StepState
 from bot.store import Store
 
@@ -73,8 +75,33 @@ def test_check_config_masks_secrets_and_lists_steps(tmp_path: Path) -> None:
     assert "vercel-secret-value-123" not in out.stdout
     assert "VERCEL_TOKEN" in out.stdout and "******** (set)" in out.stdout
     assert "run   validate  smoke" in out.stdout
-    assert "skip  prepare   tests                missing settings: APP_WORKSPACE" in out.stdout
-    assert "steps can run" in out.stdout
+    assert ("MISS  prepare   tests                required, cannot run: missing settings: "
+            "APP_WORKSPACE") in out.stdout
+    assert "skip  validate  redis                missing settings: STAGING_REDIS_URL" in out.stdout
+    assert "steps can run" in out.stdout and "`/release start` would be refused" in out.stdout
+
+
+def test_check_config_exits_1_when_a_value_is_wrong(tmp_path: Path) -> None:
+    out = cli("check-config", env={"DATABASE_PATH": str(tmp_path / "x.db"),
+                                   "SLACK_BOT_TOKEN": "xapp-1-A0-123-abcdefabcdef"}, cwd=tmp_path)
+    assert out.returncode == 1, out.stdout
+    assert out.stdout.startswith("Verdict:") and "SLACK_BOT_TOKEN" in out.stdout
+    assert "xapp-1-A0-123-abcdefabcdef" not in out.stdout
+
+
+def test_check_config_runbook_prints_a_runbook_for_runbook_path(tmp_path: Path) -> None:
+    from bot.runbook.loader import load_runbook
+    from bot.runbook.registry import load_steps
+
+    env = {"DATABASE_PATH": str(tmp_path / "x.db"), "STAGING_URL": "https://staging.example.test"}
+    out = cli("check-config", "--runbook", env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "- name: tests   left out (required there): set APP_WORKSPACE" in out.stdout
+    path = tmp_path / "runbook.yml"
+    path.write_text(out.stdout)
+    runbook = load_runbook(path, load_steps())
+    assert [s.name for _, s in runbook.enabled_steps()] == ["smoke", "health", "monitoring_links"]
+    assert all(s.always_required for _, s in runbook.enabled_steps()[:2])
 
 
 def test_missing_setting_is_one_line_not_a_traceback(tmp_path: Path) -> None:
@@ -122,8 +149,91 @@ def test_socket_mode_app_builds_without_a_signing_secret() -> None:
 
 
 def test_unusable_database_path_is_one_line(tmp_path: Path) -> None:
+    out = cli("log", env={"DATABASE_PATH": str(tmp_path)}, cwd=tmp_path)  # a directory
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.startswith("release-bot: cannot use the release log") and \
+        "DATABASE_PATH" in out.stderr
+
+
+def test_log_outside_the_project_creates_no_database_and_says_where_it_looked(
+        tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    out = cli("log", env={"DATABASE_PATH": str(blocker / "log.db")}, cwd=tmp_path)
-    assert out.returncode == 2 and "Traceback" not in out.stderr
-    assert out.stderr.startswith("release-bot: cannot use") and "DATABASE_PATH" in out.stderr
+    for path in ("release-log.db", str(tmp_path / "sub" / "log.db"), str(blocker / "log.db")):
+        for args in (("log",), ("log", "show", "1"), ("log", "--json")):
+            out = cli(*args, env={"DATABASE_PATH": path}, cwd=tmp_path)
+            assert out.returncode == 1 and out.stdout == "", out.stderr
+            where = (tmp_path / path).resolve() if not path.startswith("/") else Path(path)
+            assert out.stderr.startswith(f"release-bot: no release log at {where} ")
+            assert f"looked from {tmp_path}" in out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_broken_pipe_is_not_a_release_log_problem(tmp_path: Path) -> None:
+    """`release-bot log | head -1`: the reader closing the pipe is not an error to report."""
+    path = seeded(tmp_path)
+    store = Store(path)
+    for n in range(3, 500):  # more than a pipe's buffer (64 KiB) of JSON
+        store.create_release(Release(environment="staging", ref=f"release/1.{n}.0", started_by="U1"))
+    env = {**os.environ, "DATABASE_PATH": str(path)}
+    done = subprocess.run(["bash", "-c", f"set -o pipefail; {sys.executable} -m bot.cli log "
+                           "--limit 1000 --json | head -c 1"], capture_output=True, text=True,
+                          env=env, cwd=REPO, timeout=60, check=False)
+    assert done.stdout == "["
+    assert done.stderr == "" and done.returncode in (0, 141)
+
+
+def test_busy_port_is_named_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    from bot import cli as cli_module
+
+    monkeypatch.chdir(tmp_path)
+    for name, value in {"SLACK_BOT_TOKEN": "xoxb-1-2-abc", "SLACK_SIGNING_SECRET": "s" * 32,
+                        "DATABASE_PATH": str(tmp_path / "log.db")}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(cli_module, "_token_problem", lambda *a, **k: None, raising=False)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code = cli_module.main(["serve", "--host", "127.0.0.1", "--port", str(port)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert any(line.startswith(f"release-bot: cannot listen on 127.0.0.1:{port}: the port is in "
+                               "use") for line in err.splitlines()), err
+    assert "DATABASE_PATH" not in err and "release log" not in err
+
+
+def test_log_lines_are_redacted_and_bounded() -> None:
+    """The log formatter masks secrets and cuts a huge message to a bounded line."""
+    import logging
+
+    from bot.cli import RedactingFormatter
+    from bot.redact import LOG_LIMIT, Redactor
+
+    formatter = RedactingFormatter(Redactor(["hunter22"]))
+    record = logging.LogRecord("bot", logging.ERROR, __file__, 1,
+                               "push failed: %s", ("password hunter22 " + "x" * 100_000,), None)
+    line = formatter.format(record)
+    assert "hunter22" not in line and "[redacted]" in line
+    assert len(line) < LOG_LIMIT + 200 and "more characters not shown" in line
+
+
+def test_logged_tracebacks_are_redacted_and_keep_their_last_line() -> None:
+    import logging
+    import sys as _sys
+
+    from bot.cli import RedactingFormatter
+    from bot.redact import LOG_LIMIT, Redactor
+
+    formatter = RedactingFormatter(Redactor(["hunter22"]))
+    try:
+        raise RuntimeError("x" * 50_000 + " push failed with password hunter22")
+    except RuntimeError:
+        record = logging.LogRecord("bot", logging.ERROR, __file__, 1, "step crashed", (),
+                                   _sys.exc_info())
+    line = formatter.format(record)
+    assert "hunter22" not in line and line.endswith("push failed with password [redacted]")
+    assert "step crashed" in line and len(line) < 2 * LOG_LIMIT

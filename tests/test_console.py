@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -40,3 +41,18 @@ async def test_start_status_and_press_without_a_question() -> None:
     assert "No question is open" in chat.messages[-1].message.text
     await s.say("what now")
     assert "I don't understand" in chat.messages[-1].message.text
+
+
+async def test_console_chat_masks_the_settings_secrets_by_default(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The terminal is one way out: a ConsoleChat built without a redactor uses the process-wide
+    one (taught the settings' secrets), so a direct answer cannot print a secret."""
+    from bot.chat import blocks
+    from bot.redact import MASK, default_redactor
+
+    redactor = default_redactor()
+    monkeypatch.setattr(redactor, "_secrets", list(redactor._secrets))
+    redactor.add(["hunter22-secret"])
+    out = io.StringIO()
+    await ConsoleChat(out=out).ephemeral("console", "U1", blocks.note_message("pw hunter22-secret"))
+    assert "hunter22-secret" not in out.getvalue() and f"pw {MASK}" in out.getvalue()

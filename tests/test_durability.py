@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sqlite3
@@ -14,8 +15,11 @@ import yaml
 
 from bot import durability, writer_lock
 from bot.runbook.model import Release, ReleaseStatus, StepRecord, StepResult, StepState
+from bot.sandbox.server import serve
+from bot.sandbox.slack_api import SlackState, create_slack_app
 from bot.store import Store
 from tests.bot_process import REPO, bot_env, free_port, serve_command
+from tests.slack_e2e import BOT_TOKEN, SIGNING_SECRET
 
 
 def cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -109,35 +113,44 @@ def test_writer_lock_names_its_holder_and_dies_with_it(tmp_path: Path) -> None:
     writer_lock.acquire(db).release()
 
 
-def test_serve_without_replica_holds_the_log_and_warns_on_a_dyno(tmp_path: Path) -> None:
+async def test_serve_without_replica_holds_the_log_and_warns_on_a_dyno(tmp_path: Path) -> None:
     """No replica: the same process serves (no Litestream), holds the lock, warns on a dyno."""
     db = tmp_path / "log.db"
     seeded(db).db.conn.close()
-    env = {"SLACK_BOT_TOKEN": "xoxb-x", "SLACK_SIGNING_SECRET": "s", "DATABASE_PATH": str(db),
-           "DYNO": "web.1", "SLACK_API_URL": "http://127.0.0.1:9/api/"}
-    proc = subprocess.Popen(serve_command(free_port()), env=bot_env(env), cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    try:
-        assert proc.stdout is not None
-        seen = []
-        for line in proc.stdout:
-            seen.append(line)
-            if "listening on" in line:
-                break
-        said = "".join(seen)
-        assert "ephemeral disk (Heroku dyno web.1)" in said and "LITESTREAM_REPLICA_URL" in said
-        assert "replicating the release log" not in said
-        second = cli("serve", "--port", str(free_port()), env=env, cwd=tmp_path)
-        assert second.returncode == 3
-        assert f"is already served by pid {proc.pid} on " in second.stderr
-        socket_mode = cli("socket", env={**env, "SLACK_APP_TOKEN": "xapp-1-x"}, cwd=tmp_path)
-        assert socket_mode.returncode == 3 and "already served" in socket_mode.stderr
-        shared = cli("log", "--json", env=env, cwd=tmp_path)  # the CLI still reads the log
-        assert shared.returncode == 0 and '"release/1.1.0"' in shared.stdout
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+    state = SlackState(token=BOT_TOKEN)
+    async with serve(create_slack_app(state)) as slack_url:
+        env = {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+               "DATABASE_PATH": str(db), "DYNO": "web.1", "SLACK_API_URL": f"{slack_url}/api/"}
+        proc = await asyncio.create_subprocess_exec(
+            *serve_command(free_port()), env=bot_env(env), cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+        try:
+            said = await asyncio.wait_for(read_until(proc, "listening on"), 120)
+            assert "ephemeral disk (Heroku dyno web.1)" in said and "LITESTREAM_REPLICA_URL" in said
+            assert "replicating the release log" not in said
+            second = await asyncio.to_thread(
+                cli, "serve", "--port", str(free_port()), env=env, cwd=tmp_path)
+            assert second.returncode == 3
+            assert f"is already served by pid {proc.pid} on " in second.stderr
+            socket_mode = await asyncio.to_thread(
+                cli, "socket", env={**env, "SLACK_APP_TOKEN": "xapp-1-x"}, cwd=tmp_path)
+            assert socket_mode.returncode == 3 and "already served" in socket_mode.stderr
+            shared = await asyncio.to_thread(cli, "log", "--json", env=env, cwd=tmp_path)
+            assert shared.returncode == 0 and '"release/1.1.0"' in shared.stdout  # CLI still reads
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+
+
+async def read_until(proc: asyncio.subprocess.Process, text: str) -> str:
+    """The process's output up to the line holding `text`."""
+    assert proc.stdout is not None
+    seen = []
+    while line := (await proc.stdout.readline()).decode():
+        seen.append(line)
+        if text in line:
+            break
+    return "".join(seen)
 
 
 def test_log_backup_refuses_bad_targets_and_copies_a_consistent_log(tmp_path: Path) -> None:

@@ -11,8 +11,11 @@ import yaml
 from jsonschema import Draft7Validator
 from referencing import Registry, Resource
 
+from tests.helpers import vendor_specs
+
 REPO = Path(__file__).resolve().parents[1]
-SPECS = Path(os.environ.get("VENDOR_SPECS_DIR", REPO.parent / "shared" / "specs"))
+
+SPECS = vendor_specs()
 
 
 def load_schema() -> tuple[dict, Registry]:
@@ -49,7 +52,10 @@ def test_manifest_declares_the_command_the_bot_handles_and_only_needed_scopes() 
     data = manifest()
     commands = [c["command"] for c in data["features"]["slash_commands"]]
     assert commands == ["/release"]
-    assert set(data["oauth_config"]["scopes"]["bot"]) == {"commands", "chat:write"}
+    # commands: /release; chat:write: threads and ephemerals; usergroups:read: the members of a
+    # user group named in RELEASE_APPROVERS (usergroups.users.list, bot/chat/slack_groups.py).
+    assert set(data["oauth_config"]["scopes"]["bot"]) == {"commands", "chat:write",
+                                                          "usergroups:read"}
     assert data["settings"]["interactivity"]["is_enabled"] is True
     url = data["features"]["slash_commands"][0]["url"]
     assert url.endswith("/slack/events")

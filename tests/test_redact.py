@@ -82,7 +82,7 @@ def test_log_text_is_bounded_and_still_masks_a_secret_at_the_cut() -> None:
     from bot.redact import LOG_LIMIT
 
     redact = Redactor(["hunter22"])
-    text = "x" * (LOG_LIMIT - 3) + "hunter22" + "y" * 10_000
+    text = "x" * (LOG_LIMIT - 4) + " hunter22 " + "y" * 10_000
     out = redact.log_text(text)
     assert "hunter22" not in out and "hun" not in out[LOG_LIMIT - 4:LOG_LIMIT + 1]
     assert len(out) < LOG_LIMIT + 100 and "more characters not shown" in out
@@ -96,3 +96,54 @@ def test_escape_makes_user_text_inert() -> None:
     assert "<" not in out and ">" not in out
     assert out == ("&lt;!channel&gt; &lt;!here&gt; &lt;@U123&gt; "
                    "&lt;https://evil.example|click&gt; a &amp; b")
+
+
+def test_shapes_named_in_issue_9() -> None:
+    """Each token shape the review found missing is masked, and its surroundings are kept."""
+    redact = Redactor()
+    cases = {
+        "GET /cb?access_token=ya29abcdef123456&x=1": f"GET /cb?access_token={MASK}&x=1",
+        "client_secret=s3cr3tvalue1 next": f"client_secret={MASK} next",
+        "PGPASSWORD=hunter22 psql -h db": f"PGPASSWORD={MASK} psql -h db",
+        "OPENAI_API_KEY=abc123 TOGETHER_API_KEY=def456": f"OPENAI_API_KEY={MASK} TOGETHER_API_KEY={MASK}",
+        "RESEND_API_KEY: abc123xyz": f"RESEND_API_KEY: {MASK}",
+        "Authorization: Basic dXNlcjpwYXNzd29yZA==": f"Authorization: Basic {MASK}",
+        "Authorization: token abcdefgh12345678": f"Authorization: token {MASK}",
+        "key sb_secret_abcdefgh12345678 end": f"key {MASK} end",
+        "sent with re_AbCdEf12_0123456789abcdef": f"sent with {MASK}",
+        "hook https://hooks.slack.com/services/T0001/B0001/abcdefABCDEF012345 ok": f"hook {MASK} ok",
+    }
+    for text, expected in cases.items():
+        assert redact(text) == expected, text
+
+
+def test_known_values_before_shapes_and_only_as_whole_tokens() -> None:
+    redact = Redactor(["123456", "correct horse battery"])
+    assert redact('{"password": "correct horse battery"}') == f'{{"password": "{MASK}"}}'
+    assert redact("pin 123456, then") == f"pin {MASK}, then"
+    assert redact("the password is 123456.") == f"the password is {MASK}."
+    untouched = ["1123456", "1234567", "dpl_123456abc", "2026-12-06T03:02:36.123456+00:00",
+                 "1712345678.123456", "app-123456-x.vercel.app", "a1b2c3123456ffee", "v1.123456"]
+    for text in untouched:
+        assert redact(text) == text
+
+
+def test_structured_data_keeps_ids_numbers_and_button_values() -> None:
+    """A gate's button stays answerable and numbers stay numbers when the secret is 123456."""
+    redact = Redactor(["123456"])
+    button = {"type": "button", "text": {"type": "plain_text", "text": "Apply 123456"},
+              "action_id": "gate:123456", "value": "123456|migrations_gate|apply",
+              "url": "https://x.test/?p=123456"}
+    view = {"type": "modal", "private_metadata": '{"release_id": 123456}',
+            "blocks": [{"type": "actions", "block_id": "123456", "elements": [button]}]}
+    data = {"duration_ms": 123456, "thread_ts": "1700000000.123456", "Git SHA": "123456",
+            "deploymentId": "123456", "started_at": "2026-01-01T00:00:00.123456", "view": view}
+    out = redact.data(data)
+    element = out["view"]["blocks"][0]["elements"][0]
+    assert element["text"]["text"] == f"Apply {MASK}"
+    assert element["url"] == f"https://x.test/?p={MASK}"
+    assert {k: element[k] for k in ("action_id", "value")} == \
+        {k: button[k] for k in ("action_id", "value")}
+    assert out["view"]["private_metadata"] == view["private_metadata"]
+    assert out["view"]["blocks"][0]["block_id"] == "123456"
+    assert {k: v for k, v in out.items() if k != "view"} == {k: v for k, v in data.items() if k != "view"}

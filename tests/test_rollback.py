@@ -30,6 +30,7 @@ from bot.rollback import (
     RollbackBusy,
     Rollbacks,
     controller,
+    link_text,
     ticket_links,
 )
 from bot.runbook.model import Outcome, Release, ReleaseStatus, StepResult, utcnow
@@ -149,10 +150,21 @@ def test_tickets_become_links_and_full_urls_pass_through() -> None:
                          "https://linear.app/acme/issue/{id}")
     assert [(link.label, link.url) for link in links] == [
         ("ENG-1", "https://linear.app/acme/issue/ENG-1"),
-        ("9", "https://github.com/acme/app/issues/9"),
-        ("X 2", "https://linear.app/acme/issue/X%202"),
+        ("https://github.com/acme/app/issues/9", "https://github.com/acme/app/issues/9"),
+        ("X 2", ""),  # not an ID: stays text
     ]
     assert ticket_links(["ENG-1"], None)[0].url == ""
+
+
+def test_tickets_can_never_hide_a_link_or_mention_anyone() -> None:
+    hostile = ["https://evil.example/x|PP-142", "<https://evil.example|PP-1>", "<!channel>",
+               "http://plain.example/1", "javascript:alert(1)", "PP-1>x"]
+    links = ticket_links(hostile, "https://linear.app/acme/issue/{id}")
+    assert all(link.url == "" for link in links)
+    shown = ", ".join(link_text(link) for link in links)
+    assert "<" not in shown and ">" not in shown  # no link, no mention can form
+    assert link_text(ticket_links(["https://t.example/a?b=1&c=2"], None)[0]) == \
+        "<https://t.example/a?b=1&amp;c=2>"
 
 
 # --- the deployment ----------------------------------------------------------------------------
@@ -213,7 +225,7 @@ async def test_revert_moves_the_alias_rechecks_records_and_announces(env: Env) -
         assert f"<https://{env.new.url}|{env.new.id}>" in text  # reverted
         assert f"<https://{env.old.url}|{env.old.id}>" in text  # now serving
         assert "<https://linear.app/acme/issue/ENG-42|ENG-42>" in text
-        assert "<https://github.com/acme/app/issues/7|7>" in text
+        assert "<https://github.com/acme/app/issues/7>" in text  # a URL is shown as itself
         assert "rolled back" in text
     parent = chat.last_parent(ts)
     assert parent is not None and "Rolled back" in parent.text
@@ -552,7 +564,10 @@ async def test_cli_rolls_back_without_slack_and_log_show_has_it(
     assert code == 0, out.err
     assert env.serving() == env.old.id
     assert f"Rollback of release #{current.id}" in out.out
-    assert "<https://linear.app/acme/issue/ENG-10|ENG-10>" in out.out
+    assert "ENG-10 (https://linear.app/acme/issue/ENG-10)" in out.out
+    # Plain text, not Slack markup: no emoji codes, bold markers, <links> or <@mentions>
+    assert not any(mark in out.out for mark in (":rewind:", "*Reason:*", "<http", "<@", "`"))
+    assert "Reason: broken coach" in out.out and "by @oncall" in out.out
     assert env.old.id in out.out and env.new.id in out.out
 
     assert await asyncio.to_thread(main, ["log", "show", str(current.id), "--json"]) == 0
@@ -591,8 +606,19 @@ async def test_cli_confirmations(env: Env, tmp_path: Path, monkeypatch: pytest.M
     code = await asyncio.to_thread(main, ["rollback", str(current.id), "--reason", "r", "--backup"])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert env.supabase.restores and ":white_check_mark: *Restore a database backup*" in out
+    assert env.supabase.restores and "✔ Restore a database backup" in out
     assert env.serving() == env.old.id
+
+
+async def test_cli_outside_the_project_creates_no_database(
+        env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from bot.cli import main
+
+    db = cli_env(monkeypatch, env, tmp_path)
+    code = await asyncio.to_thread(main, ["rollback", "--reason", "r", "--yes"])
+    assert code == 2 and not db.exists()
+    assert capsys.readouterr().err.startswith(f"release-bot: no release log at {db} ")
 
 
 async def test_cli_refuses_while_another_rollback_holds_the_release(

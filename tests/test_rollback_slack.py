@@ -134,7 +134,7 @@ async def test_button_form_and_submission_roll_back_and_announce_with_links(
         for message in (announced[-1]["text"], in_thread[-1]["text"]):
             assert "<@U0ALICE>" in message and "Coach answers are empty" in message
             assert "<https://linear.app/acme/issue/ENG-42|ENG-42>" in message
-            assert "<https://github.com/acme/app/issues/7|7>" in message
+            assert "<https://github.com/acme/app/issues/7>" in message
             # Both deployment links resolve to the right deployments in the Vercel emulator.
             async with httpx.AsyncClient(base_url=env.vercel_url,
                                          headers={"Authorization": f"Bearer {VERCEL_TOKEN}"}) as api:

@@ -7,7 +7,6 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,8 +27,9 @@ from bot.sandbox.vercel import (
     VercelState,
     create_vercel_app,
 )
+from tests.helpers import vendor_specs
 
-SPECS = Path(os.environ.get("VENDOR_SPECS_DIR", "/work/shared/specs"))
+SPECS = vendor_specs()
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 
 from bot.providers.playwright import first_lines, parse_output, parse_report, strip_ansi
-from bot.runbook.model import Outcome
+from bot.runbook.model import Outcome, Release
 from bot.runbook.registry import REGISTRY, load_steps
 from bot.sandbox.server import serve
 from bot.sandbox.services import find_tool
 from bot.sandbox.staging_app import StagingState, create_staging_app
-from bot.sandbox.workspace import Workspace, create_workspace
+from bot.sandbox.workspace import Workspace, create_workspace, run_git
 from tests.helpers import StepHarness, make_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -227,7 +227,7 @@ async def test_pwa_spec_fails_when_the_service_worker_is_broken(
     staging_state.pwa_broken = True
     result = await StepHarness(_settings(workspace, staging_url, chromium)).run("playwright")
     assert result.outcome == Outcome.FAIL
-    assert result.summary.startswith("Playwright: 1 of 1 tests failed: ")
+    assert result.summary.startswith("Playwright: 1 of 1 test failed: ")
     assert TITLE in result.summary
     assert "toBeGreaterThan" in result.summary
     assert result.data["failed"] and result.data["passed"] == []
@@ -275,3 +275,42 @@ async def test_timeout_fails_with_a_clear_sentence(
     result = await StepHarness(settings).run("playwright")
     assert result.outcome == Outcome.FAIL
     assert result.summary == "Playwright did not finish within 0.3s"
+
+
+def _status(workspace: Workspace) -> str:
+    return run_git(workspace.app, "status", "--porcelain", "--untracked-files=all")
+
+
+async def test_two_releases_in_a_row_leave_the_workspace_as_they_found_it(
+    workspace: Workspace, staging_url: str, staging_state: StagingState, chromium: str
+) -> None:
+    """The app's config writes test-results/ (not in .gitignore) into the checkout, as the real
+    one does; a release must not leave it there for the next release to refuse."""
+    assert "test-results" not in (workspace.app / ".gitignore").read_text()
+    workspace.add_release_branch("1.2.0")
+    workspace.add_release_branch("1.3.0")
+    settings = _settings(workspace, staging_url, chromium)
+    for number, (ref, broken) in enumerate([("release/1.2.0", True), ("release/1.3.0", False)], 1):
+        staging_state.pwa_broken = broken  # a failure writes a screenshot as well
+        h = StepHarness(settings, Release(id=number, environment="staging", ref=ref,
+                                          started_by="U1"))
+        tests = await h.run("tests")
+        assert tests.outcome == Outcome.OK, (number, tests.summary)
+        played = await h.run("playwright")
+        assert played.outcome == (Outcome.FAIL if broken else Outcome.OK), played.summary
+        assert _status(workspace) == "", number
+        assert not (workspace.app / "test-results").exists()
+        assert not (workspace.app / "playwright-report").exists()
+    assert any("elapsed" in text or "Running Playwright" in text for text in h.progress)
+
+
+async def test_a_persons_own_files_in_test_results_are_kept(
+    workspace: Workspace, staging_url: str, chromium: str
+) -> None:
+    mine = workspace.app / "test-results" / "notes-from-yesterday.md"
+    mine.parent.mkdir()
+    mine.write_text("flaky on Tuesday\n")
+    result = await StepHarness(_settings(workspace, staging_url, chromium)).run("playwright")
+    assert result.outcome == Outcome.OK, result.summary
+    assert mine.read_text() == "flaky on Tuesday\n"
+    assert _status(workspace) == "?? test-results/notes-from-yesterday.md"

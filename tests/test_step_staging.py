@@ -147,7 +147,7 @@ async def test_coach_answer_buffered_in_one_piece_is_not_streaming() -> None:
     # cannot make it look streamed.
     result = await run("coach_stream", StagingState(chunk_count=4, buffered_stream=True))
     assert result.outcome == Outcome.FAIL and "arrived in one piece" in result.summary
-    assert "4 chunks in 1 read(s)" in result.summary
+    assert "4 chunks in 1 read within" in result.summary
     assert result.data["chunks"] == 4 and result.data["reads"] == 1
 
 

@@ -252,11 +252,13 @@ async def test_staging_absent_fails_after_the_wait(ph: PostHog) -> None:
     start = loop.time()
     result = await harness.run("telemetry_staging", wait_seconds=1, poll_seconds=0.25)
     assert result.outcome == Outcome.FAIL
-    assert 0.9 <= loop.time() - start < 5
+    assert loop.time() - start >= 1  # it gives up only once the whole wait has passed
     when = deployed.strftime("%Y-%m-%d %H:%M:%SZ")
     assert result.summary == f"No staging i_chat_completed events in 1 s since {when}."
     assert result.data["count"] == 0 and result.data["newest"] is None
-    assert len(ph.state.queries) >= 3
+    # It asked again while waiting (how often depends on the machine's speed, so not counted),
+    # and its last answer came after the wait was over.
+    assert len(ph.state.queries) >= 2
     assert harness.progress
 
 

@@ -21,6 +21,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from bot.runbook.approvers import mention
 from bot.runbook.model import Gate, Release, ReleaseStatus, StepRecord, StepState
 
 SECTION_LIMIT = 3000
@@ -59,6 +60,7 @@ class Message:
     text: str
     blocks: list[dict[str, Any]] = field(default_factory=list)
     summary: str = ""
+    broadcast: bool = False  # a thread reply also shown in the channel (reply_broadcast)
 
 
 def cut(text: str, limit: int = SECTION_LIMIT) -> str:
@@ -94,12 +96,26 @@ def duration(seconds: float | None) -> str:
     return f"{secs}s"
 
 
+def tally(records: list[StepRecord]) -> str:
+    """`5 passed, 1 failed, 2 skipped`: skipped steps are never counted as passed."""
+    def count(*states: StepState) -> int:
+        return sum(1 for r in records if r.state in states)
+
+    passed, warned = count(StepState.OK, StepState.WARN), count(StepState.WARN)
+    parts = [f"{passed} passed" + (f" ({warned} with warnings)" if warned else "")]
+    for label, states in (("failed", (StepState.FAIL, StepState.INTERRUPTED)),
+                          ("skipped", (StepState.SKIPPED,)), ("cancelled", (StepState.CANCELLED,))):
+        if count(*states):
+            parts.append(f"{count(*states)} {label}")
+    return ", ".join(parts)
+
+
 def status_line(release: Release) -> str:
     """One line on where the release stands."""
     icon = STATUS_ICONS[release.status]
     counts = release.counts()
     skipped = counts.get("skipped", 0)
-    skipped_note = f", {skipped} skipped" if skipped else ""
+    skipped_note = f" · {skipped} skipped" if skipped else ""
     if release.status == ReleaseStatus.SUCCEEDED:
         return f"{icon} Succeeded in {duration(release.duration_seconds)}{skipped_note}"
     if release.status == ReleaseStatus.FAILED:
@@ -213,6 +229,8 @@ def gate_message(release: Release, record: StepRecord, gate: Gate) -> Message:
         for action in gate.actions
     ]
     head = f"{ICONS[StepState.WAITING]} *{record.title}* is waiting for a decision"
+    if gate.approvers:
+        head += " from " + ", ".join(mention(a) for a in gate.approvers)
     blocks: list[Block] = [
         section(head),
         section(gate.prompt),
@@ -235,20 +253,23 @@ def final_message(release: Release) -> Message:
     """The thread's last word on a release."""
     status = status_line(release)
     lines = [f"*{status}*"]
+    if release.status in (ReleaseStatus.FAILED, ReleaseStatus.INTERRUPTED):
+        lines.append(f"{mention(release.started_by)}, your release of `{release.ref}` needs you: "
+                     "Retry step, or roll it back.")
     skipped = [r for r in release.steps if r.state == StepState.SKIPPED]
     if skipped:
         lines.append("Skipped: " + ", ".join(
             f"{r.title} ({r.result.summary.removeprefix('Skipped: ') if r.result else ''})"
             for r in skipped))
-    blocks: list[Block] = [section("\n".join(lines))]
-    return Message(text="\n".join(lines), blocks=_dicts(blocks), summary=status)
+    text = f"{title_line(release)}: " + "\n".join(lines)
+    blocks: list[Block] = [section(text)]
+    return Message(text=text, blocks=_dicts(blocks), summary=status, broadcast=True)
 
 
 def phase_summary(phase: str, records: list[StepRecord]) -> Message:
     """One table closing a concurrent phase: every check, its verdict and what it found."""
     rows = [[r.title, r.state.value, (r.result.summary if r.result else "")[:90]] for r in records]
-    bad = sum(1 for r in records if r.state == StepState.FAIL)
-    head = f"*{phase.capitalize()} summary*: {len(records) - bad} of {len(records)} checks passed"
+    head = f"*{phase.capitalize()} summary*: {tally(records)}"
     text = head + "\n" + table(["check", "verdict", "found"], rows)
     return Message(text=text, blocks=_dicts([section(cut(text))]), summary=head)
 

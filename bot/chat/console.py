@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from bot.chat.blocks import Message
-from bot.redact import Redactor
+from bot.redact import Redactor, default_redactor
 
 
 @dataclass
@@ -48,7 +48,21 @@ def plain(text: str) -> str:
     text = LINK.sub(lambda m: f"{m.group(2)} ({m.group(1)})", text)
     text = BARE_LINK.sub(lambda m: m.group(1), text)
     text = MENTION.sub(lambda m: f"@{m.group(1)}", text)
-    return text.replace("```", "")
+    text = text.replace("```", "")
+    # Slack escapes last, so text people typed reads as they typed it
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+BOLD = re.compile(r"(?<![\w*])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![\w*])")
+CODE = re.compile(r"`([^`\n]+)`")
+
+
+def plain_text(text: str) -> str:
+    """Slack mrkdwn as plain text for a terminal or a file: `plain()`, then no `*bold*` or
+    `code` markers and Slack's `&lt;`/`&gt;`/`&amp;` escapes undone."""
+    text = BOLD.sub(r"\1", plain(text))
+    text = CODE.sub(r"\1", text)
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 class ConsoleChat:
@@ -57,7 +71,7 @@ class ConsoleChat:
     def __init__(self, out: TextIO | None = None, redactor: Redactor | None = None,
                  show_updates: bool = False) -> None:
         self.out = out or sys.stdout
-        self.redact = redactor or Redactor()
+        self.redact = redactor or default_redactor()
         self.show_updates = show_updates
         self.messages: list[Said] = []
         self._ts = itertools.count(1)

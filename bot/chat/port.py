@@ -7,6 +7,15 @@ from typing import Protocol
 from bot.chat.blocks import Message
 
 
+class ChatRefused(Exception):
+    """The chat system will not take the bot's messages here (not a member of the channel, no
+    such channel, a revoked token); the message says what a person should do about it."""
+
+    def __init__(self, code: str, advice: str) -> None:
+        self.code = code
+        super().__init__(advice)
+
+
 class Chat(Protocol):
     """Post, update and whisper messages; `post` returns the message's ts."""
 

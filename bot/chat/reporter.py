@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 
 from bot.chat import blocks
 from bot.chat.blocks import Message
-from bot.chat.port import Chat
+from bot.chat.port import Chat, ChatRefused
 from bot.redact import Redactor
+from bot.runbook.engine import AnnounceRefused
 from bot.runbook.model import Decision, Gate, Release, StepRecord
 from bot.store import Store
 
@@ -58,12 +59,28 @@ class ChatReporter:
             if release.thread_ts:
                 await self._update_parent(thread)
                 return
-            ts = await self._post(channel, self._parent(thread))
-            if ts:
-                release.channel = channel
-                release.thread_ts = ts
-                self.store.save_release(release)
-                thread.last_update = time.monotonic()
+            try:
+                ts = await self._post_parent(channel, self._parent(thread))
+            except AnnounceRefused:
+                self._threads.pop(release.id or 0, None)
+                raise
+            release.channel = channel
+            release.thread_ts = ts
+            self.store.save_release(release)
+            thread.last_update = time.monotonic()
+
+    async def _post_parent(self, channel: str, message: Message) -> str:
+        """Post a new release's parent message; AnnounceRefused when it cannot be seen."""
+        try:
+            return await self.chat.post(channel, self._clean(message))
+        except ChatRefused as exc:
+            raise AnnounceRefused(f":no_entry: Release not started: {exc}") from exc
+        except Exception as exc:
+            why = self.redact(str(exc)).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            log.error("posting the parent message to %s failed: %s", channel, why)
+            raise AnnounceRefused(f":no_entry: Release not started: I could not post in "
+                                  f"<#{channel}> ({why}), so nobody would see it run. "
+                                  "Try again in a moment.") from exc
 
     async def step_started(self, release: Release, record: StepRecord) -> None:
         self._touch(release)
@@ -171,7 +188,7 @@ class ChatReporter:
 
     def _clean(self, message: Message) -> Message:
         return Message(text=self.redact(message.text), blocks=self.redact.data(message.blocks),
-                       summary=self.redact(message.summary))
+                       summary=self.redact(message.summary), broadcast=message.broadcast)
 
     async def _post(self, channel: str, message: Message, thread_ts: str | None = None) -> str | None:
         try:

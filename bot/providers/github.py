@@ -166,3 +166,23 @@ async def resolve_ref(client: httpx.AsyncClient, repo: str, ref: str) -> str:
     if not isinstance(sha, str) or not sha:
         raise ProviderError(PROVIDER, f"answered the lookup of {ref!r} without a sha")
     return sha
+
+
+async def added_files(client: httpx.AsyncClient, repo: str, base: str, head: str,
+                      prefix: str) -> list[str]:
+    """Files `head` adds under `prefix` relative to `base` (compare's `files`, status `added`)."""
+    response = await send(
+        client,
+        "GET",
+        f"{_repo_path(repo)}/compare/{_ref(base)}...{_ref(head)}",
+        provider=PROVIDER,
+        auth_hint=AUTH_HINT,
+        params={"per_page": 100},
+    )
+    body = _object(json_body(response, PROVIDER), "the comparison")
+    files = body.get("files")
+    if not isinstance(files, list):
+        raise ProviderError(PROVIDER, "answered the comparison without a `files` list")
+    return [str(item["filename"]) for item in files
+            if isinstance(item, dict) and item.get("status") == "added"
+            and str(item.get("filename", "")).startswith(prefix)]

@@ -14,13 +14,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+from bot.providers.shell import strip_ansi
+
+__all__ = ["PlaywrightReport", "TestOutcome", "first_lines", "parse_output", "parse_report",
+           "strip_ansi"]
+
 ERROR_LINES = 4
-
-
-def strip_ansi(text: str) -> str:
-    """`text` without ANSI escape sequences (Playwright colours its error messages)."""
-    return ANSI.sub("", text)
 
 
 def first_lines(message: str, count: int = ERROR_LINES) -> list[str]:

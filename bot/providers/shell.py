@@ -1,15 +1,37 @@
-"""Run a command as an argument list (never a shell), with a timeout and a redacted tail."""
+"""Run a command as an argument list (never a shell), with a timeout and a redacted tail.
+
+Children run with colour off (`NO_COLOR=1`) and what they print is stripped of ANSI escape
+codes as a guard, so tool output reads cleanly in Slack and parses the same everywhere.
+`elapsed_progress` reports how long a long-running child has been at it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+import re
 import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from bot.redact import Redactor
+
+log = logging.getLogger(__name__)
+ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
+# Colour off: NO_COLOR is honoured by picocolors (next lint), Node and newer chalk; FORCE_COLOR is
+# dropped because picocolors treats any value, "0" included, as "colour on", and older chalk
+# (jest) already leaves colour off on a pipe.
+NO_COLOUR = {"NO_COLOR": "1"}
+PROGRESS_EVERY_SECONDS = 15.0
+
+
+def strip_ansi(text: str) -> str:
+    """`text` without ANSI escape sequences (colours, cursor moves, hyperlinks)."""
+    return ANSI.sub("", text)
 
 
 @dataclass
@@ -70,8 +92,8 @@ async def run_command(
     return CommandResult(
         args=[clean(a) for a in args],
         returncode=proc.returncode if proc.returncode is not None else -1,
-        stdout=clean(out.decode("utf-8", "replace")),
-        stderr=clean(err.decode("utf-8", "replace")),
+        stdout=clean(strip_ansi(out.decode("utf-8", "replace"))),
+        stderr=clean(strip_ansi(err.decode("utf-8", "replace"))),
         timed_out=timed_out,
     )
 
@@ -85,7 +107,8 @@ def child_env(extra: dict[str, str] | None = None, drop: tuple[str, ...] = ()) -
     """The bot's environment for a child process, less `drop` and every secret setting.
 
     The release's own code runs here (`npm ci` install scripts, tests, Playwright), so no secret
-    setting of the bot is inherited; what a child really needs is passed in `extra`.
+    setting of the bot is inherited; what a child really needs is passed in `extra`. Colour is
+    off (`NO_COLOR=1`, `FORCE_COLOR` dropped) unless `extra` says otherwise.
     """
     from pydantic import SecretStr
 
@@ -93,6 +116,54 @@ def child_env(extra: dict[str, str] | None = None, drop: tuple[str, ...] = ()) -
 
     secret_names = {name for name, field in Settings.model_fields.items()
                     if "SecretStr" in str(field.annotation) or field.annotation is SecretStr}
-    env = {k: v for k, v in os.environ.items() if k not in secret_names and k not in drop}
+    dropped = {*secret_names, *drop, "FORCE_COLOR"}
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
+    env.update(NO_COLOUR)
     env.update(extra or {})
     return env
+
+
+def format_elapsed(seconds: float) -> str:
+    """`42s`, `3m 05s` or `1h 02m`: how long something has run."""
+    whole = int(max(seconds, 0))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+@contextlib.asynccontextmanager
+async def elapsed_progress(
+    report: Callable[[str], Awaitable[None]],
+    label: str,
+    every: float | None = None,
+) -> AsyncIterator[None]:
+    """Report `label` now, then `label — 1m 05s elapsed` every `every` seconds until the block ends.
+
+    A report that fails (a chat hiccup) is logged and never interrupts the work it describes.
+    """
+    interval = PROGRESS_EVERY_SECONDS if every is None else every
+    started = time.monotonic()
+
+    async def say(text: str) -> None:
+        try:
+            await report(text)
+        except Exception:  # progress is best effort: the child keeps running
+            log.warning("progress report failed", exc_info=True)
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await say(f"{label} — {format_elapsed(time.monotonic() - started)} elapsed")
+
+    await say(label)
+    ticker = asyncio.create_task(tick())
+    try:
+        yield
+    finally:
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker

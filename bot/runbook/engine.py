@@ -19,6 +19,7 @@ from typing import Protocol
 
 from bot.config import Settings
 from bot.redact import Redactor
+from bot.runbook.approvers import GroupMembers, may_approve, mention
 from bot.runbook.model import (
     APPENDED_FIELDS,
     Decision,
@@ -37,6 +38,10 @@ from bot.runbook.registry import StepContext, StepDef
 from bot.store import Store
 
 log = logging.getLogger(__name__)
+# How an ended release reads after "Release #N has already …".
+ENDED = {ReleaseStatus.SUCCEEDED: "succeeded", ReleaseStatus.FAILED: "failed",
+         ReleaseStatus.CANCELLED: "been cancelled", ReleaseStatus.ROLLED_BACK: "been rolled back",
+         ReleaseStatus.INTERRUPTED: "been interrupted"}
 
 
 class Reporter(Protocol):
@@ -63,6 +68,11 @@ class _StoppedElsewhere(Exception):
 
 class EngineError(Exception):
     """A request the engine refuses, with a message for the person who made it."""
+
+
+class AnnounceRefused(Exception):
+    """The reporter cannot announce a release at all (e.g. the bot may not post in the
+    channel); the message says what to do. Raised by `release_started` only."""
 
 
 @dataclass
@@ -111,6 +121,8 @@ class Engine:
         self._gates: dict[tuple[int, str], asyncio.Future[Decision]] = {}
         self._start_lock = asyncio.Lock()
         self._cancel_requests: dict[int, tuple[str, str]] = {}
+        # Looks up a Slack user group's members, so RELEASE_APPROVERS may name groups (S…).
+        self.group_members: GroupMembers | None = None
 
     # --- planning --------------------------------------------------------------------------
     def plan(self) -> list[PlannedStep]:
@@ -149,11 +161,19 @@ class Engine:
 
     # --- starting, retrying, cancelling ----------------------------------------------------
     async def start(
-        self, *, ref: str, user: str, channel: str | None, notes: str = ""
+        self, *, ref: str, user: str, channel: str | None, notes: str = "",
+        required: list[str] | None = None,
     ) -> Release:
-        """Create and launch a release; EngineError when the environment is busy."""
+        """Create and launch a release; EngineError when the environment is busy or the
+        release cannot be announced (nothing is then left in the log).
+
+        `required` names steps required for this release beyond the runbook's `required: true`
+        ones (e.g. the migration steps of a ref that adds migrations): they fail, never skip.
+        """
         async with self._start_lock:
             release = self.new_release(ref=ref, user=user, channel=channel, notes=notes)
+            if required:
+                release.data["required_steps"] = list(required)
             previous = self.store.last_successful_before(release.environment, 2**62)
             if previous is not None and previous.git_sha:
                 release.data["previous_sha"] = previous.git_sha
@@ -173,7 +193,14 @@ class Engine:
                 raise EngineError(
                     f"{release.environment} is locked by release #{holder} (another bot instance)."
                 )
-        await self.reporter.release_started(release)
+        try:
+            await self.reporter.release_started(release)
+        except AnnounceRefused as exc:
+            # Nobody could see this release run: take it back before any step starts.
+            self.store.discard_release(release.id)
+            if self.lock is not None:
+                await self.lock.release(release.environment, release.id)
+            raise EngineError(str(exc)) from exc
         self._launch(release)
         return release
 
@@ -212,7 +239,7 @@ class Engine:
         """Stop a running or waiting release."""
         release = self._require(release_id)
         if not release.status.active:
-            raise EngineError(f"Release #{release_id} is already {release.status.value}.")
+            raise EngineError(f"Release #{release_id} has already {ENDED[release.status]}.")
         task = self._tasks.get(release_id)
         release.data["cancelled_by"] = user
         if reason:
@@ -247,9 +274,9 @@ class Engine:
         if chosen is None:
             return DecideResult(False, f"Unknown choice {action!r}.")
         approvers = self.settings.RELEASE_APPROVERS
-        if chosen.approvers_only and approvers and user not in approvers:
+        if chosen.approvers_only and not await may_approve(user, approvers, self.group_members):
             return DecideResult(False, f"Only release approvers can choose “{chosen.label}”: "
-                                + ", ".join(f"<@{u}>" for u in approvers) + ".")
+                                + ", ".join(mention(u) for u in approvers) + ".")
         decision = Decision(action=action, user=user)
         if not self.store.record_decision(release_id, step, gate_key, decision):
             return DecideResult(False, "This question was already answered.")
@@ -390,6 +417,11 @@ class Engine:
         self._check_elsewhere(release)
         sdef = self.registry[spec.name]
         reason = spec.skip or sdef.skip_reason(self.settings)
+        if reason is not None and self._required(release, spec):
+            result = StepResult.fail(f"Required, but cannot run: {reason}",
+                                     data={"skip_reason": reason, "required": True})
+            await self._record_result(release, record, result)
+            return Outcome.FAIL
         if reason is not None:
             result = StepResult.skipped(f"Skipped: {reason}", data={"skip_reason": reason})
             await self._record_result(release, record, result)
@@ -429,6 +461,11 @@ class Engine:
             result = StepResult.fail(f"Crashed: {type(exc).__name__}: {exc}", output_tail=tail)
         await self._record_result(release, record, result)
         return result.outcome
+
+    @staticmethod
+    def _required(release: Release, spec: StepSpec) -> bool:
+        """Whether `spec` must run in this release (a required step never skips)."""
+        return spec.always_required or spec.name in release.data.get("required_steps", ())
 
     async def _record_result(self, release: Release, record: StepRecord, result: StepResult) -> None:
         result = StepResult.model_validate(self.redact.data(result.model_dump()))
@@ -471,6 +508,8 @@ class Engine:
         stored = self.store.get_decision(release.id, record.name, gate.key)
         if stored is not None:
             return stored
+        if not gate.approvers and any(a.approvers_only for a in gate.actions):
+            gate = gate.model_copy(update={"approvers": list(self.settings.RELEASE_APPROVERS)})
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Decision] = loop.create_future()
         self._gates[(release.id, record.name)] = future

@@ -59,6 +59,9 @@ def parse_runbook(text: str, registry: dict[str, StepDef], source: str = "runboo
                 raise RunbookError(f"{where}: unknown step; known steps: {known}")
             if spec.name in seen:
                 raise RunbookError(f"{where}: step appears twice")
+            if spec.required is not False and spec.skip:
+                raise RunbookError(f"{where}: `required` and `skip` contradict each other; "
+                                   "remove one of them")
             seen.add(spec.name)
     if not runbook.enabled_steps():
         raise RunbookError(f"{source}: no enabled step")

@@ -123,6 +123,7 @@ class Gate(BaseModel):
     key: str
     prompt: str
     actions: list[GateAction]
+    approvers: list[str] = Field(default_factory=list)  # Slack user/group IDs who may answer
 
 
 class Decision(BaseModel):
@@ -185,16 +186,46 @@ class Release(BaseModel):
         return (self.finished_at - self.started_at).total_seconds()
 
 
+class RequiredWhen(BaseModel):
+    """A condition under which a step is required: the release ref adds files under a path."""
+
+    model_config = {"extra": "forbid"}
+
+    ref_adds: str = Field(min_length=1)  # e.g. supabase/migrations (relative to the repo root)
+
+    @property
+    def prefix(self) -> str:
+        """The path as a directory prefix: `supabase/migrations/`."""
+        return self.ref_adds.strip().strip("/") + "/"
+
+
 class StepSpec(BaseModel):
-    """One runbook entry: which step, whether it runs, its timeout and options."""
+    """One runbook entry: which step, whether it runs, is required, its timeout and options.
+
+    `required: true` means a release is refused (nothing posted, nothing logged) when this step
+    cannot run; `required: {ref_adds: PATH}` means the same, but only for a release whose ref
+    adds files under PATH relative to the staging branch. Other steps are optional: when they
+    cannot run they are skipped, and skips are counted apart from passes.
+    """
 
     model_config = {"extra": "forbid"}
 
     name: str
     enabled: bool = True
+    required: bool | RequiredWhen = False
     skip: str | None = None  # skip this step with this reason (shown in thread and status)
     timeout: float | None = Field(None, gt=0)
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def always_required(self) -> bool:
+        """Required for every release (not only under a condition)."""
+        return self.required is True
+
+    @property
+    def required_when(self) -> RequiredWhen | None:
+        """The condition under which this step is required, if it is conditional."""
+        return self.required if isinstance(self.required, RequiredWhen) else None
 
 
 class PhaseSpec(BaseModel):
@@ -218,3 +249,7 @@ class Runbook(BaseModel):
 
     def enabled_steps(self) -> list[tuple[PhaseSpec, StepSpec]]:
         return [(p, s) for p in self.phases for s in p.steps if s.enabled]
+
+    def spec(self, name: str) -> StepSpec | None:
+        """The entry of step `name`, or None."""
+        return next((s for p in self.phases for s in p.steps if s.name == name), None)

@@ -2,7 +2,8 @@
 
 A step is an async function `run(ctx) -> StepResult` registered with `@step(...)`, which also
 declares the settings and tools it needs (missing ones make the engine skip it with a warning
-that names them) and a one-line description for `--dry-run` and `check-config`.
+that names them, or refuse the release when the runbook marks the step required; see
+bot.runbook.readiness) and a one-line description for `--dry-run` and `check-config`.
 """
 
 from __future__ import annotations

@@ -37,6 +37,7 @@ class Commit:
     email: str = "dev@example.test"
     date: str = "2024-01-01T00:00:00Z"
     parents: list[str] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)  # paths this commit adds
 
 
 @dataclass
@@ -84,11 +85,13 @@ class GitHubState:
         author: str = "Dev Eloper",
         pr_title: str | None = None,
         pr_number: int | None = None,
+        added: list[str] | None = None,
     ) -> Commit:
         """Append a commit to `branch` (created when new), optionally from a pull request."""
         history = self.branches.setdefault(branch, [])
         parents = [history[-1].sha] if history else []
-        commit = Commit(self.make_sha(message), message, author, date=self.now_iso(), parents=parents)
+        commit = Commit(self.make_sha(message), message, author, date=self.now_iso(), parents=parents,
+                        added=list(added or []))
         history.append(commit)
         if pr_title is not None:
             number = pr_number or (sum(len(p) for p in self.pulls.values()) + 1)
@@ -215,6 +218,12 @@ async def merge(request: web.Request) -> web.Response:
     return web.json_response(_commit_json(state, merge_commit), status=201)
 
 
+def _files(commits: list[Commit]) -> list[dict[str, Any]]:
+    """Compare's `files`: each path the commits add, with status `added`."""
+    return [{"sha": commit.sha, "filename": path, "status": "added", "additions": 1,
+             "deletions": 0, "changes": 1} for commit in commits for path in commit.added]
+
+
 async def compare(request: web.Request) -> web.Response:
     """`GET /repos/{owner}/{repo}/compare/{base}...{head}`."""
     state = request.app[STATE_KEY]
@@ -249,7 +258,7 @@ async def compare(request: web.Request) -> web.Response:
             "behind_by": len(behind),
             "total_commits": len(ahead),
             "commits": [_commit_json(state, c) for c in ahead],
-            "files": [],
+            "files": _files(ahead),
         }
     )
 

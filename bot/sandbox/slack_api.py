@@ -8,7 +8,10 @@ OpenAPI description when `SlackState.spec_path` names it (read at runtime, never
 else from `BUILTIN_REQUIRED`. `POST /response/{id}` records `response_url` payloads.
 
 Methods: chat.postMessage, chat.update, chat.postEphemeral, chat.getPermalink, views.open,
-views.push, views.update, auth.test, conversations.info, users.info.
+views.push, views.update, auth.test, conversations.info, users.info, usergroups.users.list,
+and apps.connections.open
+(with the app-level token). A channel with `is_member: False` answers posts `not_in_channel`,
+an archived one `is_archived`; a token in `revoked_tokens` is answered `token_revoked`.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ BUILTIN_REQUIRED: dict[str, tuple[str, ...]] = {
     "conversations.info": ("channel",),
     "users.info": ("user",),
     "auth.test": (),
+    "apps.connections.open": (),
+    "usergroups.users.list": ("usergroup",),
 }
 JSON_ARGS = ("blocks", "attachments", "view", "metadata")
 
@@ -71,6 +76,9 @@ class SlackState:
         default_factory=lambda: {"U0ALICE": {"name": "alice", "real_name": "Alice Admin"}}
     )
     accept_any_channel: bool = False
+    app_token: str = "xapp-1-sandbox-app-token"  # noqa: S105 - sandbox credential
+    revoked_tokens: set[str] = field(default_factory=set)
+    usergroups: dict[str, list[str]] = field(default_factory=dict)  # group ID -> user IDs
     spec_path: str | None = None
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -183,6 +191,10 @@ async def post_message(state: SlackState, args: dict[str, Any]) -> dict[str, Any
     channel = state.resolve_channel(str(args["channel"]))
     if channel is None:
         return _fail("channel_not_found")
+    if not state.channels[channel].get("is_member", True):
+        return _fail("not_in_channel")
+    if state.channels[channel].get("is_archived"):
+        return _fail("is_archived")
     if not (args.get("text") or args.get("blocks") or args.get("attachments")):
         return _fail("no_text")
     thread_ts = args.get("thread_ts")
@@ -345,7 +357,23 @@ async def user_info(state: SlackState, args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def usergroup_users(state: SlackState, args: dict[str, Any]) -> dict[str, Any]:
+    """usergroups.users.list."""
+    members = state.usergroups.get(str(args["usergroup"]))
+    if members is None:
+        return _fail("no_such_subteam")
+    return {"ok": True, "users": list(members)}
+
+
+async def connections_open(state: SlackState, args: dict[str, Any]) -> dict[str, Any]:
+    """apps.connections.open (app-level token): a WebSocket URL this emulator does not serve."""
+    return {"ok": True, "url": f"wss://wss-primary.slack.com/link/?ticket={state.next_id('T')}"}
+
+
+APP_TOKEN_METHODS = {"apps.connections.open"}
 METHODS: dict[str, MethodHandler] = {
+    "apps.connections.open": connections_open,
+    "usergroups.users.list": usergroup_users,
     "chat.postMessage": post_message,
     "chat.update": update_message,
     "chat.postEphemeral": post_ephemeral,
@@ -379,7 +407,13 @@ async def api_method(request: web.Request) -> web.Response:
     state.calls.append((method, dict(args)))
     if token is None:
         return web.json_response(_fail("not_authed"))
-    if token != state.token:
+    if token in state.revoked_tokens:
+        return web.json_response(_fail("token_revoked"))
+    if method in APP_TOKEN_METHODS:
+        if token != state.app_token:
+            error = "not_allowed_token_type" if token == state.token else "invalid_auth"
+            return web.json_response(_fail(error))
+    elif token != state.token:
         return web.json_response(_fail("invalid_auth"))
     handler = METHODS.get(method)
     if handler is None:

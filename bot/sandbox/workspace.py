@@ -21,9 +21,15 @@ Git runs with argument lists (never a shell), a fixed identity, and no global or
 
 from __future__ import annotations
 
+import base64
+import gzip
+import hashlib
+import io
+import json
 import os
 import shutil
 import subprocess
+import tarfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +72,33 @@ function quoteOfTheDay(day) {
 module.exports = { quoteOfTheDay };
 """
 
+INSTALL_PACKAGE = "geo-tiles"
+INSTALL_SCRIPT = """"use strict";
+// Fetches map tiles at install time, as packages with prebuilt binaries do.
+const host = "tiles.geo-tiles.invalid";
+require("node:dns").lookup(host, (err) => {
+  if (err) {
+    const url = `https://${host}/tiles-1.0.0.tar.gz`;
+    console.error(`Error: request to ${url} failed, reason: getaddrinfo ${err.code} ${host}`);
+    process.exit(1);
+  }
+});
+"""
+
+
+def _package_tarball(name: str, files: Mapping[str, str]) -> bytes:
+    """An npm package tarball (`package/...`) with a postinstall script, byte-for-byte stable."""
+    manifest = {"name": name, "version": "1.0.0", "scripts": {"postinstall": "node download.js"}}
+    contents = {"package.json": json.dumps(manifest, indent=2) + "\n", **files}
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for rel, text in contents.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"package/{rel}")
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            tar.addfile(info, io.BytesIO(data))
+    return gzip.compress(raw.getvalue(), mtime=0)
+
 
 def git_env() -> dict[str, str]:
     """The environment every sandbox git command runs with: fixed identity, no user config."""
@@ -91,10 +124,10 @@ def run_git(cwd: Path, *args: str) -> str:
 
 @dataclass(frozen=True)
 class CommitSpec:
-    """A commit to author on `branch`: `files` maps repo paths to new text (None deletes)."""
+    """A commit to author on `branch`: `files` maps repo paths to new text or bytes (None deletes)."""
 
     branch: str
-    files: Mapping[str, str | None]
+    files: Mapping[str, str | bytes | None]
     message: str
     base: str = DEFAULT_BRANCH
 
@@ -142,7 +175,10 @@ class Workspace:
                     self.git("rm", "-q", "--", rel)
                     continue
                 path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(text, encoding="utf-8")
+                if isinstance(text, bytes):
+                    path.write_bytes(text)
+                else:
+                    path.write_text(text, encoding="utf-8")
                 self.git("add", "--", rel)
             self.git("commit", "-q", "--allow-empty", "-m", spec.message)
             self.git("push", "-q", "origin", f"HEAD:refs/heads/{spec.branch}")
@@ -156,7 +192,7 @@ class Workspace:
     def commit_on_branch(
         self,
         branch: str,
-        files: Mapping[str, str | None],
+        files: Mapping[str, str | bytes | None],
         message: str,
         *,
         base: str = DEFAULT_BRANCH,
@@ -188,6 +224,38 @@ class Workspace:
         return self.commit_on_branch(
             branch, {LINT_ERROR_PATH: LINT_ERROR_SOURCE}, "Add quote of the day", base=base
         )
+
+    def add_install_script(self, branch: str, *, base: str = DEFAULT_BRANCH) -> Commit:
+        """Add a dependency whose install script downloads a file from the network, with a lockfile.
+
+        `npm ci` then fails there the way a package fetching a binary does without network (the
+        host is under `.invalid`), and passes with `--ignore-scripts`. The dependency is a local
+        tarball (no registry); the devDependency is dropped so the lockfile is complete. Run
+        `npm ci` only in a workspace created without `node_modules=`: it deletes node_modules.
+        """
+        tarball = _package_tarball(INSTALL_PACKAGE, {"download.js": INSTALL_SCRIPT})
+        package = json.loads(self._read(base, "package.json"))
+        package.pop("devDependencies", None)
+        spec = f"file:vendor/{INSTALL_PACKAGE}-1.0.0.tgz"
+        package["dependencies"] = {INSTALL_PACKAGE: spec}
+        integrity = "sha512-" + base64.b64encode(hashlib.sha512(tarball).digest()).decode()
+        lock = {
+            "name": package["name"], "version": package["version"], "lockfileVersion": 3,
+            "requires": True,
+            "packages": {
+                "": {"name": package["name"], "version": package["version"],
+                     "dependencies": {INSTALL_PACKAGE: spec}},
+                f"node_modules/{INSTALL_PACKAGE}": {"version": "1.0.0", "resolved": spec,
+                                                    "integrity": integrity,
+                                                    "hasInstallScript": True},
+            },
+        }
+        files: dict[str, str | bytes | None] = {
+            "package.json": json.dumps(package, indent=2) + "\n",
+            "package-lock.json": json.dumps(lock, indent=2) + "\n",
+            f"vendor/{INSTALL_PACKAGE}-1.0.0.tgz": tarball,
+        }
+        return self.commit_on_branch(branch, files, f"Add {INSTALL_PACKAGE}", base=base)
 
     def add_migration(
         self,

@@ -23,6 +23,7 @@ from bot.providers import github, supabase_api, vercel
 from bot.providers.http import ProviderError
 from bot.runbook.model import Link, StepResult
 from bot.runbook.registry import StepContext, step
+from bot.wording import plural
 
 MERGE_PR_RE = re.compile(r"^Merge pull request #(\d+)\b")
 MAX_PR_LOOKUPS = 60
@@ -447,6 +448,7 @@ async def run_build_logs(ctx: StepContext) -> StepResult:
             data=data,
         )
     return StepResult.ok(
-        f"Build log has all {len(success)} expected line(s) and no error lines ({len(lines)} lines)",
+        f"Build log has all {plural(len(success), 'expected line')} and no error lines "
+        f"({plural(len(lines), 'line')})",
         details=body, links=links, data=data,
     )

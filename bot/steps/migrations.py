@@ -25,6 +25,7 @@ from typing import Any
 
 from bot.chat.blocks import SECTION_LIMIT, cut
 from bot.config import Settings
+from bot.providers.shell import elapsed_progress
 from bot.providers.supabase_cli import (
     MigrationHistoryMismatchError,
     MigrationOrderError,
@@ -116,8 +117,10 @@ def _cli_failure(ctx: StepContext, what: str, exc: SupabaseCliError) -> StepResu
 
 
 async def _checkout(ctx: StepContext) -> tuple[Path | None, StepResult | None]:
+    """The release ref checked out in APP_WORKSPACE, without `npm ci`: reading SQL files and
+    running the Supabase CLI (from SUPABASE_CLI or .tools/) need no node_modules."""
     try:
-        await prepare_workspace(ctx)
+        await prepare_workspace(ctx, install=False)
     except WorkspaceError as exc:
         return None, StepResult.fail(f"Could not check out {ctx.release.ref}: {ctx.redact(str(exc))}")
     return Path(ctx.settings.APP_WORKSPACE or ""), None
@@ -232,9 +235,9 @@ async def migrations_review(ctx: StepContext) -> StepResult:
         return problem
     assert workspace is not None
     db_url, project_ref, target = _target(ctx.settings)
-    await ctx.progress(f"supabase migration list ({target})")
     try:
-        rows = await _cli(ctx.settings).list_migrations(workspace, db_url, project_ref)
+        async with elapsed_progress(ctx.progress, f"supabase migration list ({target})"):
+            rows = await _cli(ctx.settings).list_migrations(workspace, db_url, project_ref)
     except SupabaseCliError as exc:
         return _cli_failure(ctx, "The Supabase CLI could not list staging's migrations", exc)
     files = _local_files(workspace)

@@ -25,6 +25,7 @@ from bot.providers import vercel
 from bot.providers.http import ProviderError, error_message, json_body, make_client, send
 from bot.runbook.model import Link, StepResult
 from bot.runbook.registry import StepContext, step
+from bot.wording import plural
 
 MIN_STREAM_SPREAD = 0.005  # seconds between the first and the last chunk
 SHA_RE = re.compile(r"^[0-9a-fA-F]{7,64}$")
@@ -476,7 +477,8 @@ def _judge_stream(first_chunk: float | None, arrivals: list[float], text: list[s
     if chunks == 0:
         return StepResult.fail(f"The coach answered without streaming any chunk (events: {events})")
     if complete is None:
-        return StepResult.fail(f"The stream ended after {chunks} chunks without a `complete` event")
+        return StepResult.fail(f"The stream ended after {plural(chunks, 'chunk')} without a `complete` "
+                               "event")
     citations = complete.get("citations") or []
     spread = arrivals[-1] - arrivals[0] if chunks > 1 else 0.0
     # A buffered answer comes in one network read (or a few, microseconds apart) and parses into
@@ -495,16 +497,19 @@ def _judge_stream(first_chunk: float | None, arrivals: list[float], text: list[s
     data = {"first_chunk_ms": round((first_chunk or 0) * 1000), "chunks": chunks, "reads": reads,
             "citations": len(citations), "tokens": complete.get("tokens")}
     if not incremental:
-        return StepResult.fail(f"The answer arrived in one piece ({chunks} chunks in {reads} "
-                               f"read(s) within {spread * 1000:.1f} ms), not streamed",
+        return StepResult.fail(f"The answer arrived in one piece ({plural(chunks, 'chunk')} in "
+                               f"{plural(reads, 'read')} within {spread * 1000:.1f} ms), not "
+                               "streamed",
                                details=details, data=data)
     if not citations:
-        return StepResult.fail(f"Streamed {chunks} chunks but `complete` carried no citations",
+        return StepResult.fail(f"Streamed {plural(chunks, 'chunk')} but `complete` carried no "
+                               "citations",
                                details=details, data=data)
-    return StepResult.ok(f"Streamed {chunks} chunks, first after {data['first_chunk_ms']} ms, "
-                         f"{len(citations)} citations", details=details, data=data,
-                         fields={"Manual Tests": f"AI coach: streamed {chunks} chunks with "
-                                                 f"{len(citations)} citations"})
+    streamed = f"{plural(chunks, 'chunk')}, first after {data['first_chunk_ms']} ms, "
+    return StepResult.ok(f"Streamed {streamed}{plural(len(citations), 'citation')}",
+                         details=details, data=data,
+                         fields={"Manual Tests": f"AI coach: streamed {plural(chunks, 'chunk')} "
+                                                 f"with {plural(len(citations), 'citation')}"})
 
 
 def _citation(value: Any) -> str:

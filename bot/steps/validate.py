@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import string
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,15 @@ from bot.chat.blocks import table
 from bot.providers import redis_info
 from bot.providers.http import ProviderError
 from bot.providers.playwright import PlaywrightReport, parse_output, parse_report
-from bot.providers.shell import child_env, run_command
+from bot.providers.shell import CommandResult, child_env, elapsed_progress, run_command
 from bot.providers.supabase_api import list_applied_migrations, supabase_client
 from bot.providers.supabase_cli import SupabaseCli, SupabaseCliError
 from bot.providers.tools import resolve_tool
+from bot.providers.workspace_files import LeftoverGuard, leave_as_found
 from bot.runbook.model import Link, StepResult
 from bot.runbook.registry import StepContext, step
+from bot.steps.checks import with_leftovers
+from bot.wording import plural
 
 # --- playwright --------------------------------------------------------------------------------
 
@@ -73,15 +77,40 @@ async def playwright(ctx: StepContext) -> StepResult:
     # With CI set, the app's webServer block refuses to reuse a running server.
     env = child_env(extra, drop=("CI",))
     timeout = settings.COMMAND_TIMEOUT_SECONDS
-    await ctx.progress(f"Running Playwright ({', '.join(specs) or 'all specs'}) against "
-                       f"{settings.STAGING_URL}…")
-    args = [npx, "playwright", "test", *specs, "--reporter=json"]
+    label = f"Running Playwright ({', '.join(specs) or 'all specs'}) against {settings.STAGING_URL}"
     try:
-        result = await run_command(args, cwd=settings.APP_WORKSPACE, env=env, timeout=timeout,
-                                   redact=ctx.redact)
+        result, leftovers = await _run_playwright(ctx, [npx, "playwright", "test", *specs], env,
+                                                  label)
     except OSError as exc:
         return StepResult.fail(f"Could not start Playwright in {settings.APP_WORKSPACE}: "
                                f"{exc.strerror or exc}")
+    return with_leftovers(_playwright_result(result, specs, timeout), leftovers)
+
+
+async def _run_playwright(ctx: StepContext, args: list[str], env: dict[str, str], label: str
+                          ) -> tuple[CommandResult, LeftoverGuard]:
+    """Run Playwright with its output (`test-results/`, reports) in a temporary directory.
+
+    The app's config writes `test-results/` into the checkout by default, which the next
+    release would find as local changes; `--output` and the report directories point elsewhere,
+    and whatever still lands in the checkout is tidied by `leave_as_found`.
+    """
+    settings = ctx.settings
+    assert settings.APP_WORKSPACE
+    with tempfile.TemporaryDirectory(prefix="release-bot-playwright-") as scratch:
+        env = {**env, "PLAYWRIGHT_HTML_OUTPUT_DIR": f"{scratch}/html-report",
+               "PLAYWRIGHT_HTML_REPORT": f"{scratch}/html-report",
+               "PLAYWRIGHT_BLOB_OUTPUT_DIR": f"{scratch}/blob-report"}
+        full = [*args, "--reporter=json", f"--output={scratch}/test-results"]
+        async with leave_as_found(settings.APP_WORKSPACE) as leftovers, \
+                elapsed_progress(ctx.progress, label):
+            result = await run_command(full, cwd=settings.APP_WORKSPACE, env=env,
+                                       timeout=settings.COMMAND_TIMEOUT_SECONDS, redact=ctx.redact)
+    return result, leftovers
+
+
+def _playwright_result(result: CommandResult, specs: list[str], timeout: float) -> StepResult:
+    """The step's verdict from Playwright's exit and JSON report."""
     if result.timed_out:
         return StepResult.fail(f"Playwright did not finish within {timeout:g}s",
                                output_tail=result.tail(30))
@@ -110,7 +139,7 @@ async def playwright(ctx: StepContext) -> StepResult:
     if report.unexpected:
         first = report.failed[0] if report.failed else None
         reason = f": {first.title} — {first.errors[0]}" if first and first.errors else ""
-        return StepResult.fail(f"Playwright: {report.unexpected} of {ran} tests failed{reason}",
+        return StepResult.fail(f"Playwright: {report.unexpected} of {plural(ran, 'test')} failed{reason}",
                                details=details, data=data, output_tail=result.tail(20))
     if report.errors:
         return StepResult.fail(f"Playwright reported an error outside the tests: {report.errors[0]}",
@@ -327,14 +356,15 @@ async def schema_current(ctx: StepContext) -> StepResult:
     }
     if missing:
         return StepResult.fail(
-            f"{len(missing)} of {len(local)} migrations not applied on staging: "
+            f"{len(missing)} of {plural(len(local), 'migration')} not applied on staging: "
             + _names(missing, local),
             details=details, data=data)
     if not local:
         return StepResult.warn(f"No migration files under {workspace}/supabase/migrations",
                                details=details, data=data)
     newest = max(local)
-    summary = f"All {len(local)} migrations are applied on staging (newest {_names([newest], local)})"
+    every = "The only migration is" if len(local) == 1 else f"All {len(local)} migrations are"
+    summary = f"{every} applied on staging (newest {_names([newest], local)})"
     if remote_only:
         return StepResult.warn(
             summary + f"; staging also has {len(remote_only)} not in the release: "

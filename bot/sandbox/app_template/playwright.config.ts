@@ -1,7 +1,9 @@
 import { defineConfig, devices } from "@playwright/test";
 
 // Against a deployed app (staging, the release-bot sandbox) set PLAYWRIGHT_BASE_URL; without it
-// Playwright starts the local dev server, as the real repository's config does.
+// Playwright starts the local dev server, as the real repository's config does. Like the real
+// config, it leaves `outputDir` at its default (`test-results/` in the checkout, which
+// .gitignore does not list) and adds an HTML report and screenshots of failures.
 const baseURL = process.env.PLAYWRIGHT_BASE_URL;
 
 export default defineConfig({
@@ -10,12 +12,12 @@ export default defineConfig({
   forbidOnly: !!process.env.CI,
   retries: 0,
   workers: 1,
-  reporter: [["list"]],
+  reporter: [["list"], ["html", { open: "never" }]],
   use: {
     baseURL: baseURL ?? "http://127.0.0.1:3000",
     trace: "off",
     video: "off",
-    screenshot: "off",
+    screenshot: "only-on-failure",
     launchOptions: {
       executablePath: process.env.PLAYWRIGHT_CHROMIUM_PATH || "/usr/bin/chromium",
       args: [
