@@ -216,7 +216,7 @@ def cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     from bot.config_check import check_values
 
-    print(default_redactor()(config_report(settings) + durability.config_note(settings)))
+    print(default_redactor()(config_report(settings).rstrip() + "\n" + durability.config_note(settings)))
     return 1 if any(finding.error for finding in check_values(settings)) else 0
 
 
