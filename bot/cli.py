@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
+from bot import durability
 from bot.config import MissingSetting, Settings, describe_setting
 from bot.redact import LOG_LIMIT, Redactor, default_redactor
 from bot.runbook.loader import RunbookError
@@ -86,6 +87,8 @@ def load_settings() -> Settings:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from aiohttp import web
 
+    durability.start_server(settings)  # one writer per log; re-runs under Litestream when set
+
     from bot.app import build_bolt_app
     from bot.server import create_web_app
 
@@ -112,6 +115,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_socket(args: argparse.Namespace, settings: Settings) -> int:
     if settings.SLACK_APP_TOKEN is None:
         raise MissingSetting("SLACK_APP_TOKEN")
+    durability.start_server(settings)  # one writer per log; re-runs under Litestream when set
     if settings.SLACK_BOT_TOKEN is None:
         raise MissingSetting("SLACK_BOT_TOKEN")
     if (problem := _token_problem(settings, socket_mode=True)) is not None:
@@ -174,6 +178,8 @@ def cmd_log(args: argparse.Namespace, settings: Settings) -> int:
     from bot.report import missing_log, release_json, release_table, releases_table
     from bot.store import Store
 
+    if args.action == "backup":
+        return durability.cmd_backup(settings, args.release_id)
     if (missing := missing_log(settings)) is not None:
         print(f"release-bot: {missing}", file=sys.stderr)
         return 1
@@ -182,10 +188,10 @@ def cmd_log(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "export":
         return cmd_log_export(args, settings, store)
     if args.action == "show":
-        if args.release_id is None:
+        if not (args.release_id or "").isdigit():
             print("release-bot: `log show` needs a release id", file=sys.stderr)
             return 2
-        release = store.get_release(args.release_id)
+        release = store.get_release(int(args.release_id))
         if release is None:
             print(f"release-bot: release #{args.release_id} is not in {settings.DATABASE_PATH}",
                   file=sys.stderr)
@@ -229,7 +235,7 @@ def cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     from bot.config_check import check_values
 
-    print(default_redactor()(config_report(settings)))
+    print(default_redactor()(config_report(settings).rstrip() + "\n" + durability.config_note(settings)))
     return 1 if any(finding.error for finding in check_values(settings)) else 0
 
 
@@ -266,9 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", action="store_true", help="keep the sandbox's temporary files")
     demo.add_argument("--no-rollback", action="store_true", help="skip the closing rollback")
     demo.set_defaults(handler=cmd_demo)
-    log = sub.add_parser("log", help="the release log: `log`, `log show ID`, `log export`")
-    log.add_argument("action", nargs="?", choices=["list", "show", "export"], default="list")
-    log.add_argument("release_id", nargs="?", type=int)
+    log = sub.add_parser("log", help="the release log: `log`, `log show ID`, `log export`, "
+                         "`log backup PATH`")
+    log.add_argument("action", nargs="?", choices=["list", "show", "export", "backup"],
+                     default="list")
+    log.add_argument("release_id", nargs="?", metavar="ID|PATH",
+                     help="release id (show), file (backup)")
     log.add_argument("--json", action="store_true", help="machine-readable output")
     log.add_argument("--limit", type=int, default=20, help="how many releases (default 20)")
     log.add_argument("--all-envs", action="store_true", help="every environment, not just ENVIRONMENT")

@@ -85,6 +85,10 @@ class Settings(BaseSettings):
 
     # --- Storage and runtime -----------------------------------------------------------------
     DATABASE_PATH: str = Field("release-log.db", description="SQLite file of the release log.")
+    LITESTREAM_REPLICA_URL: str | None = Field(
+        None, description="Litestream replica of the release log (s3://, gs://, abs://, sftp://, "
+        "file:///path); serve and socket then replicate every write and restore a missing log.",
+    )
     REDIS_URL: SecretStr | None = Field(
         None, description="Optional Redis for the bot's own environment lock (not the app's)."
     )
