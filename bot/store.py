@@ -169,7 +169,9 @@ class Store:
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
-        with self._lock, self.db.conn:
+        """One transaction: sqlite-utils' own writes inside it become savepoints, so a release
+        and its steps are committed together (once), or not at all."""
+        with self._lock, self.db.atomic():
             yield
 
     # --- releases --------------------------------------------------------------------------

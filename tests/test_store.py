@@ -129,3 +129,23 @@ def test_listing_and_active_queries_read_an_index_not_the_table() -> None:
     import inspect
 
     assert "order by +id desc" in inspect.getsource(Store.active_release)
+
+
+def test_a_release_and_its_steps_are_written_in_one_transaction(tmp_path: Path) -> None:
+    """`create_release` and `save` commit once each: a crash between two of sqlite-utils' own
+    writes can never leave a release without some of its steps."""
+    store = Store(tmp_path / "log.db")
+    statements: list[str] = []
+    store.db.conn.set_trace_callback(statements.append)
+    release = Release(environment="staging", ref="main", started_by="U1",
+                      steps=[StepRecord(name=f"s{i}", title=f"Step {i}", phase="p")
+                             for i in range(17)])
+    store.create_release(release)
+    commits = [s for s in statements if s.strip().upper().startswith("COMMIT")]
+    assert len(commits) == 1
+    statements.clear()
+    release.steps[0].state = StepState.OK
+    store.save(release, release.steps[0], release.steps[1])
+    assert sum(1 for s in statements if s.strip().upper().startswith("COMMIT")) == 1
+    again = store.get_release(release.id or 0)
+    assert again is not None and len(again.steps) == 17 and again.steps[0].state == StepState.OK
