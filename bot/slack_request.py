@@ -108,7 +108,13 @@ EXTRACTORS = [function for name, function in inspect.getmembers(payload_utils, i
 def bolt_can_read(body: dict[str, Any]) -> bool:
     """Whether Bolt can take this payload apart: its own extractors and context builder run on
     it without raising, and what our listeners match on (action ids, callback ids) are strings.
-    A signed payload that fails this is acknowledged and dropped, never half-processed."""
+    A signed payload that fails this is acknowledged and dropped, never half-processed.
+
+    A slash command (a form with a string `command` and no `type`) takes the short road: every
+    field of a form is a string, and without `type` no extractor or matcher reads deeper."""
+    if "type" not in body and isinstance(body.get("command"), str) and \
+            all(isinstance(value, str) for value in body.values()):
+        return True
     try:
         for extract in EXTRACTORS:
             found = extract(body)

@@ -186,10 +186,11 @@ def install(app: AsyncApp, runtime: Runtime) -> None:
             if not channel or not user:
                 log.warning("a reply was dropped: no Slack response URL and no channel to use")
                 return
-            await context.client.chat_postEphemeral(channel=channel, user=user, text=text,
-                                                    blocks=blocks)
+            await redacting(context.client, redact).chat_postEphemeral(
+                channel=channel, user=user, text=text, blocks=blocks)
 
-        context["client"] = redacting(context.client, redact)  # listeners' Web API calls too
+        if not isinstance(req.body.get("command"), str):  # the /release listener never uses it
+            context["client"] = redacting(context.client, redact)  # listeners' Web API calls
         context["respond"] = SafeRespond(trusted, redact, ephemeral, sessions)
         context["ack"] = RedactingAck(redact)
         await next()
