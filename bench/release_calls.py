@@ -3,7 +3,7 @@
 The sandbox of `release-bot demo` (sample staging app, emulators of Vercel, GitHub, PostHog and
 Supabase's API, a sample workspace, real PostgreSQL/Redis/Chromium when installed) and the real
 Bolt app over HTTP (`tests/slack_e2e.py`), pointed at the Slack emulator, with the chat updates
-paced as `release-bot serve` paces them. A signed `/release start release/1.2.0` starts it; the
+and the posts paced as `release-bot serve` paces them. A signed `/release start release/1.2.0` starts it; the
 migration gate is approved with a signed button press, as a person would.
 """
 
@@ -23,6 +23,8 @@ from typing import Any
 
 from bot.app import build_runtime
 from bot.chat.blocks import GATE_ACTION_PREFIX
+from bot.chat.pacing import SLACK_POST_INTERVAL
+from bot.chat.slack import SlackChat
 from bot.runbook.model import Release
 from bot.sandbox.demo import RELEASE_REF, Sandbox
 from bot.sandbox.github import create_github_app
@@ -140,6 +142,8 @@ async def sandbox_release(timeout: float = 400.0) -> ReleaseCalls:
             slack.state.calls = calls
             async with slack:
                 slack.runtime.reporter.interval = pacing  # as `release-bot serve` builds it
+                assert isinstance(slack.runtime.chat, SlackChat)
+                slack.runtime.chat.pacer.interval = SLACK_POST_INTERVAL
                 started = time.monotonic()
                 first = len(calls)
                 release_id = await _run(slack, timeout)

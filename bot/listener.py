@@ -44,6 +44,9 @@ class Listener:
     async def gate_closed(self, release: Release, record: StepRecord, decision: Decision) -> None:
         return None
 
+    async def phase_started(self, release: Release, phase: str, records: list[StepRecord]) -> None:
+        return None
+
     async def phase_finished(self, release: Release, phase: str, records: list[StepRecord]) -> None:
         return None
 

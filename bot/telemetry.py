@@ -64,6 +64,9 @@ class BotTelemetry:
     async def gate_closed(self, release: Release, record: StepRecord, decision: Decision) -> None:
         self._capture("release_gate_answered", release, step=record.name, choice=decision.action)
 
+    async def phase_started(self, release: Release, phase: str, records: list[StepRecord]) -> None:
+        return None
+
     async def phase_finished(self, release: Release, phase: str, records: list[StepRecord]) -> None:
         return None
 

@@ -22,6 +22,7 @@ from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
 from bot.app import Runtime, build_bolt_app
+from bot.chat.slack import SlackChat
 from bot.config import Settings
 from bot.sandbox.server import serve
 from bot.sandbox.slack_api import SlackState, create_slack_app, response_url_for
@@ -31,6 +32,7 @@ from tests.helpers import make_settings
 SIGNING_SECRET = "sandbox-signing-secret-0123456789"
 BOT_TOKEN = "xoxb-sandbox-token"
 CHANNEL = "C0RELEASES"
+POST_INTERVAL = 0.01  # seconds between two posts in a channel (Slack: 1)
 
 
 class SlackHarness:
@@ -66,6 +68,8 @@ class SlackHarness:
         self.settings = make_settings(**values)
         app, self.runtime = build_bolt_app(self.settings)
         self.runtime.reporter.interval = 0.05
+        assert isinstance(self.runtime.chat, SlackChat)
+        self.runtime.chat.pacer.interval = POST_INTERVAL  # paced as Slack asks, only quicker
         self._bot_stack = AsyncExitStack()
         self.web_app: web.Application = create_web_app(app, self.runtime)
         self.bot_url = await self._bot_stack.enter_async_context(serve(self.web_app))

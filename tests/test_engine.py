@@ -61,6 +61,9 @@ class RecordingReporter:
     async def gate_closed(self, release: Release, record: StepRecord, decision: Decision) -> None:
         self.events.append(("gate_closed", record.name, decision.action))
 
+    async def phase_started(self, release: Release, phase: str, records: list[StepRecord]) -> None:
+        self.events.append(("phase_started", phase, ",".join(r.name for r in records)))
+
     async def phase_finished(self, release: Release, phase: str, records: list[StepRecord]) -> None:
         self.events.append(("phase_finished", phase, ",".join(r.name for r in records)))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from pathlib import Path
@@ -9,10 +10,11 @@ from typing import Any
 
 import pytest
 
+from bench.release_calls import TimedCalls
 from bot.chat.blocks import RETRY_ACTION, ROLLBACK_ACTION
 from bot.runbook.model import ReleaseStatus
 from bot.sandbox.staging_app import StagingState
-from tests.slack_e2e import CHANNEL, SlackHarness
+from tests.slack_e2e import CHANNEL, POST_INTERVAL, SlackHarness
 
 RUNBOOK = """
 name: e2e
@@ -41,10 +43,12 @@ def texts(calls: list[dict[str, Any]]) -> list[str]:
     return [str(c.get("text", "")) for c in calls]
 
 
-async def test_release_start_posts_parent_updates_and_one_reply_per_step(
+async def test_release_start_posts_parent_updates_and_one_summary_of_the_checks(
         tmp_path: Path, staging: tuple[str, StagingState]) -> None:
     url, state = staging
     async with SlackHarness(tmp_path, **staging_settings(url, state, tmp_path)) as slack:
+        calls = TimedCalls()
+        slack.state.calls = calls
         started = time.monotonic()
         response, key = await slack.command("start release/1.2.0")
         assert response.status_code == 200
@@ -67,15 +71,22 @@ async def test_release_start_posts_parent_updates_and_one_reply_per_step(
         replies = texts(slack.thread(ts))
         watch = replies.pop()  # the post-deploy watch's first check follows the last word
         assert "Post-deploy watch, check 1" in watch
-        step_replies, summary = replies[:-2], replies[-2]
-        assert len(step_replies) == 3
+        # The three concurrent checks are rows of one summary, not replies of their own.
+        assert len(replies) == 2, replies
+        summary, verdict = replies
         assert "*Validate summary*: 3 passed" in summary and "skipped" not in summary
         for title in ("Smoke test", "Health endpoint", "AI coach"):
             assert title in summary
-        for title in ("Smoke test", "Health endpoint", "AI coach"):
-            assert sum(title in r for r in step_replies) == 1, (title, step_replies)
-        assert "Succeeded in" in replies[-1]
+        for step in release.steps:
+            assert step.result is not None and step.result.summary[:90] in summary
+        assert "Succeeded in" in verdict
         assert slack.runtime.store.get_release(1).status == ReleaseStatus.SUCCEEDED
+
+        # Posts in the channel are paced: each one at least the pacer's interval after the last.
+        posts = [at for (method, _), at in zip(calls, calls.times, strict=True)
+                 if method == "chat.postMessage"]
+        assert len(posts) == 4  # parent, summary, verdict, the watch's check
+        assert all(b - a >= POST_INTERVAL for a, b in itertools.pairwise(posts))
 
 
 async def test_bad_or_stale_signature_gets_401_and_starts_nothing(tmp_path: Path) -> None:

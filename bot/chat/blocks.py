@@ -226,11 +226,13 @@ def gate_answered(record: StepRecord, gate: Gate, action: str, user: str, at: st
     return Message(text=text + "\n" + gate.prompt, blocks=_dicts(blocks), summary=text)
 
 
-def final_message(release: Release) -> Message:
-    """The thread's last word on a release."""
+def final_message(release: Release, rollback_enabled: bool = False) -> Message:
+    """The thread's last word on a release, broadcast to the channel; a release that needs
+    someone carries the Retry (and Roll back) buttons too."""
     status = status_line(release)
     lines = [f"*{status}*"]
-    if release.status in (ReleaseStatus.FAILED, ReleaseStatus.INTERRUPTED):
+    needs_you = release.status in (ReleaseStatus.FAILED, ReleaseStatus.INTERRUPTED)
+    if needs_you:
         lines.append(f"{mention(release.started_by)}, your release of `{release.ref}` needs you: "
                      "Retry step, or roll it back.")
     skipped = [r for r in release.steps if r.state == StepState.SKIPPED]
@@ -240,15 +242,34 @@ def final_message(release: Release) -> Message:
             for r in skipped))
     text = f"{title_line(release)}: " + "\n".join(lines)
     blocks: list[Block] = [section(text)]
+    buttons = release_buttons(release, rollback_enabled) if needs_you else None
+    if buttons:
+        blocks.append(buttons)
     return Message(text=text, blocks=_dicts(blocks), summary=status, broadcast=True)
 
 
 def phase_summary(phase: str, records: list[StepRecord]) -> Message:
-    """One table closing a concurrent phase: every check, its verdict and what it found."""
+    """One table closing a concurrent phase: every check, its verdict and what it found; the
+    details of its warnings and the links of its checks below (its failures have replies of
+    their own)."""
     rows = [[r.title, r.state.value, (r.result.summary if r.result else "")[:90]] for r in records]
     head = f"*{phase.capitalize()} summary*: {tally(records)}"
     text = head + "\n" + table(["check", "verdict", "found"], rows)
-    return Message(text=text, blocks=_dicts([section(cut(text))]), summary=head)
+    parts: list[Block] = [section(cut(text))]
+    texts = [text]
+    for record in records:
+        result = record.result
+        if result is not None and record.state == StepState.WARN and result.details:
+            note = f"{ICONS[record.state]} *{record.title}*: {result.details}"
+            parts.append(section(note))
+            texts.append(note)
+    links = " · ".join(f"<{link.url}|{record.title}: {link.label}>" for record in records
+                       if record.result is not None for link in record.result.links)
+    if links:
+        parts.append(context(links))
+        texts.append(links)
+    return Message(text=cut("\n".join(texts), 39000), blocks=_dicts(parts[:MAX_BLOCKS]),
+                   summary=head)
 
 
 def note_message(text: str) -> Message:

@@ -1,8 +1,13 @@
 """ChatReporter: turns engine events into a parent message and a thread of replies.
 
 The parent message is kept current with `chat.update`, coalesced to about one update a second
-per release; thread replies are posted in the order the steps finish. A chat failure is logged
-and never stops a release: the release log already holds the truth.
+per release. Thread replies are posted in the order the steps finish (the Slack chat paces
+them, `bot.chat.pacing`), and only what needs its own message gets one: a sequential step's
+result, a failure (always, with its details), a gate, a concurrent phase's summary table (its
+checks are rows of it, not replies) and the final verdict (one broadcast; the parent shows it
+too). A skipped step has no reply: the parent's checklist and the final verdict's "Skipped:"
+line name it. Every result stays in the release log and `log show`.
+A chat failure is logged and never stops a release: the release log already holds the truth.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from bot.chat.blocks import Message
 from bot.chat.port import Chat, ChatRefused
 from bot.redact import Redactor
 from bot.runbook.engine import AnnounceRefused
-from bot.runbook.model import Decision, Gate, Release, StepRecord
+from bot.runbook.model import Decision, Gate, Release, StepRecord, StepState
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -29,6 +34,7 @@ class _Thread:
     progress: dict[str, str] = field(default_factory=dict)
     gate_ts: dict[str, str] = field(default_factory=dict)
     gates: dict[str, Gate] = field(default_factory=dict)
+    folded: set[str] = field(default_factory=set)  # steps of a concurrent phase running now
     last_update: float = 0.0
     pending: asyncio.Task[None] | None = None
     order: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -93,8 +99,18 @@ class ChatReporter:
     async def step_finished(self, release: Release, record: StepRecord) -> None:
         thread = self._thread(release)
         thread.progress.pop(record.name, None)
-        await self._reply(release, blocks.step_message(release, record))
+        if self._own_reply(thread, record):
+            await self._reply(release, blocks.step_message(release, record))
         self._touch(release)
+
+    @staticmethod
+    def _own_reply(thread: _Thread, record: StepRecord) -> bool:
+        """Whether a finished step gets a reply of its own: a failure always; a skipped step
+        never (the checklist and the final verdict name it); a concurrent phase's check not
+        (its phase summary has a row for it)."""
+        if record.state == StepState.FAIL:
+            return True
+        return record.state != StepState.SKIPPED and record.name not in thread.folded
 
     async def gate_opened(self, release: Release, record: StepRecord) -> None:
         assert record.gate is not None
@@ -119,7 +135,12 @@ class ChatReporter:
                 f"*{record.title}*: <@{decision.user}> chose `{decision.action}` at {at}"))
         self._touch(release)
 
+    async def phase_started(self, release: Release, phase: str, records: list[StepRecord]) -> None:
+        """A concurrent phase begins: its checks are summarized together when it ends."""
+        self._thread(release).folded.update(r.name for r in records)
+
     async def phase_finished(self, release: Release, phase: str, records: list[StepRecord]) -> None:
+        self._thread(release).folded.difference_update(r.name for r in records)
         await self._reply(release, blocks.phase_summary(phase, records))
 
     async def release_finished(self, release: Release) -> None:
@@ -129,7 +150,7 @@ class ChatReporter:
             thread.pending.cancel()
             thread.pending = None
         await self._update_parent(thread)
-        await self._reply(release, blocks.final_message(release))
+        await self._reply(release, blocks.final_message(release, self.rollback_enabled))
         self._threads.pop(release.id or 0, None)
 
     async def note(self, release: Release, text: str) -> None:

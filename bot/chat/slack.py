@@ -23,6 +23,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.chat.blocks import Message
+from bot.chat.pacing import SLACK_POST_INTERVAL, ChannelPacer
 from bot.chat.port import ChatRefused
 from bot.config import Settings
 from bot.redact import Redactor, default_redactor, is_id_key
@@ -120,15 +121,19 @@ def make_web_client(settings: Settings) -> RedactingWebClient:
 
 
 class SlackChat:
-    """Chat over the Slack Web API."""
+    """Chat over the Slack Web API. Posts are paced per channel (`pacer`: about one a second,
+    Slack's limit for a channel), in the order they were asked for; updates and ephemeral
+    answers are not posts and pass at once."""
 
-    def __init__(self, client: AsyncWebClient) -> None:
+    def __init__(self, client: AsyncWebClient, pacer: ChannelPacer | None = None) -> None:
         self.client = client
+        self.pacer = pacer or ChannelPacer(SLACK_POST_INTERVAL)
 
     async def post(self, channel: str, message: Message, thread_ts: str | None = None) -> str:
         """Post; ChatRefused when Slack refuses the bot access (see `refusal_advice`)."""
         try:
-            return await self._post(channel, message, thread_ts)
+            async with self.pacer.turn(channel):
+                return await self._post(channel, message, thread_ts)
         except SlackApiError as exc:
             code = str(exc.response.get("error", "")) if exc.response is not None else ""
             advice = refusal_advice(code, channel)
