@@ -27,6 +27,7 @@ from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.base import BaseScheduler
 
 from bot.config import Settings
+from bot.listener import Listener
 from bot.providers.shell import CommandResult, child_env, run_command
 from bot.redact import Redactor, default_redactor
 from bot.report import release_json, release_table
@@ -108,7 +109,7 @@ def parse_since(text: str) -> datetime:
 
 
 # --- the git repository ------------------------------------------------------------------------
-class KnowledgeBase:
+class KnowledgeBase(Listener):
     """A local clone of `KB_REPOSITORY` the bot writes release files into, commits and pushes."""
 
     def __init__(self, settings: Settings, redactor: Redactor, checkout: Path) -> None:
