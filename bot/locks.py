@@ -20,6 +20,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -50,13 +51,24 @@ def process_gone(row: dict[str, Any]) -> bool:
     """True when `row`'s owner ran on this host and its process no longer exists."""
     if row.get("host") != socket.gethostname() or not isinstance(row.get("pid"), int):
         return False
+    pid = int(row["pid"])
     try:
-        os.kill(int(row["pid"]), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except PermissionError:
         return False
-    return False
+    return _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A killed process nobody has reaped yet (its parent died too, and this machine's init does
+    not reap orphans) still answers kill(0): its state in /proc says it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 class SqliteLock:

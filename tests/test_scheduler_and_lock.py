@@ -128,3 +128,28 @@ async def test_sqlite_lock_of_a_dead_process_on_this_host_is_free(tmp_path: Path
     gone.identity["pid"] = await _dead_pid()
     assert await gone.acquire("staging", 4)
     assert await SqliteLock(store).acquire("staging", 4)
+
+
+def test_a_killed_owner_not_yet_reaped_counts_as_gone() -> None:
+    """A bot killed with -9 whose parent died too stays a zombie where init does not reap it:
+    it still answers kill(0), yet its lock must be taken over."""
+    import socket
+    import subprocess
+    import time as clock
+    from pathlib import Path as P
+
+    from bot.locks import process_gone
+
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        owner = {"host": socket.gethostname(), "pid": child.pid}
+        assert process_gone(owner) is False  # alive
+        child.kill()
+        for _ in range(500):  # until the kernel shows it as a zombie (we have not reaped it)
+            if P(f"/proc/{child.pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z":
+                break
+            clock.sleep(0.01)
+        assert process_gone(owner) is True
+    finally:
+        child.wait()
+    assert process_gone({"host": "another-host", "pid": child.pid}) is False
