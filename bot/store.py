@@ -160,6 +160,9 @@ class Store:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite_utils.Database(str(path))
+            # wait for a lock held by another process (Litestream checkpointing, a console)
+            # before the first statement, not only after it
+            self.db.conn.execute("PRAGMA busy_timeout=5000")
             self.db.execute("PRAGMA journal_mode=WAL")
         else:
             self.db = sqlite_utils.Database(memory=True)
