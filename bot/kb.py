@@ -31,7 +31,7 @@ from bot.listener import Listener
 from bot.providers.shell import CommandResult, child_env, run_command
 from bot.redact import Redactor, default_redactor
 from bot.report import release_json, release_table
-from bot.runbook.model import TEMPLATE_FIELDS, Decision, Release, StepRecord
+from bot.runbook.model import TEMPLATE_FIELDS, Release
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -269,33 +269,9 @@ class KnowledgeBase(Listener):
         await self._git("push", "-q", "origin", f"HEAD:refs/heads/{branch}")
         await self._git("fetch", "-q", "origin", check=False)
 
-    # -- the Reporter protocol: only the end of a release matters here --
+    # -- of the Reporter events (Listener answers the rest) only the end of a release matters --
     async def release_finished(self, release: Release) -> None:
         self.schedule(release.model_copy(deep=True), commit_message(release))
-
-    async def release_started(self, release: Release) -> None:
-        return None
-
-    async def step_started(self, release: Release, record: StepRecord) -> None:
-        return None
-
-    async def step_progress(self, release: Release, record: StepRecord, text: str) -> None:
-        return None
-
-    async def step_finished(self, release: Release, record: StepRecord) -> None:
-        return None
-
-    async def gate_opened(self, release: Release, record: StepRecord) -> None:
-        return None
-
-    async def gate_closed(self, release: Release, record: StepRecord, decision: Decision) -> None:
-        return None
-
-    async def phase_finished(self, release: Release, phase: str, records: list[StepRecord]) -> None:
-        return None
-
-    async def note(self, release: Release, text: str) -> None:
-        return None
 
 
 def _folder(path: str) -> Path:
