@@ -148,8 +148,25 @@ class ProcessHarness(SlackHarness):
             release = self.release(release_id)
             return release if release is not None and check(release) else None
 
-        found: Release = await self.wait_for(ready, timeout, f"release #{release_id}: {what}")
+        try:
+            found: Release = await self.wait_for(ready, timeout, f"release #{release_id}: {what}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.diagnosis()}") from None
         return found
+
+    def diagnosis(self) -> str:
+        """What a failed wait shows: every release with its steps, what the bot answered, its log."""
+        lines = []
+        if self.db_path.exists():
+            with self.store() as store:
+                for release in store.list_releases(limit=20):
+                    steps = ", ".join(
+                        f"{s.name}={s.state.value}:{(s.result.summary if s.result else '')[:80]}"
+                        for s in release.steps)
+                    lines.append(f"release #{release.id} {release.status.value}: {steps}")
+        for key, answers in self.state.responses.items():
+            lines.extend(f"answer {key}: {json.dumps(a)[:300]}" for a in answers)
+        return "\n".join(lines) + f"\n--- bot output ---\n{self.output()}"
 
     async def replica_shows(self, url: str, check: Callable[[Store], bool], what: str,
                             timeout: float = 60) -> None:
