@@ -28,6 +28,10 @@ LOG_LIMIT = 4000
 # Secrets longer than this are not expected; a cut leaves this much extra text to redact, so a
 # secret straddling the cut is masked before the final cut.
 _MARGIN = 512
+# The bot redacts the same short texts over and over (a status message's labels, a button's
+# text): up to this many answers for texts up to this long are remembered until a secret is added.
+_CACHE_ENTRIES = 4096
+_CACHE_TEXT = 2048
 
 TOKEN_PATTERNS: list[re.Pattern[str]] = [
     re.compile(r"\bxox[abposre]-[A-Za-z0-9-]{8,}"),
@@ -165,6 +169,7 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._secrets: list[str] = []
+        self._known: dict[str, str] = {}
         self.add(secrets)
 
     def add(self, secrets: Iterable[str]) -> None:
@@ -173,6 +178,7 @@ class Redactor:
             if value and len(value) >= 4 and value not in self._secrets:
                 self._secrets.append(value)
         self._secrets.sort(key=len, reverse=True)
+        self._known.clear()  # an answer given before may now hold a secret
 
     def __call__(self, text: str) -> str:
         return self.text(text)
@@ -183,6 +189,16 @@ class Redactor:
         masked whole)."""
         if not text:
             return text
+        if len(text) > _CACHE_TEXT:
+            return self._redacted(text)
+        known = self._known.get(text)
+        if known is None:
+            if len(self._known) >= _CACHE_ENTRIES:
+                self._known.clear()
+            known = self._known[text] = self._redacted(text)
+        return known
+
+    def _redacted(self, text: str) -> str:
         spans = [span for value in self._secrets for span in _occurrences(text, value)]
         spans.extend(_url_password_spans(text))
         for pattern in TOKEN_PATTERNS:
