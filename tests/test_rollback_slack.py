@@ -14,8 +14,8 @@ import httpx
 from bot.chat.blocks import ROLLBACK_ACTION
 from bot.rollback import controller
 from bot.runbook.model import ReleaseStatus, utcnow
-from bot.sandbox.slack_api import response_url_for
 from handlers.rollback import CALLBACK_ID, CHOSEN, CONFIRM, REASON, TICKETS
+from tests.mock_slack_api import response_url_for
 from tests.slack_e2e import CHANNEL, SlackHarness
 from tests.test_rollback import DOMAIN, REF, VERCEL_TOKEN, Env, deploy_data, env  # noqa: F401
 

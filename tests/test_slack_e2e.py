@@ -13,7 +13,7 @@ import pytest
 from bench.release_calls import TimedCalls
 from bot.chat.blocks import RETRY_ACTION, ROLLBACK_ACTION
 from bot.runbook.model import ReleaseStatus
-from bot.sandbox.staging_app import StagingState
+from sandbox.staging_app import StagingState
 from tests.slack_e2e import CHANNEL, POST_INTERVAL, SlackHarness
 
 RUNBOOK = """
