@@ -176,9 +176,11 @@ def finished() -> Release:
 
 def test_each_step_result_is_stored_once(store: Store) -> None:
     release = store.create_release(finished())
-    row = next(iter(store.db.query("select data from releases where id = ?", [release.id])))
+    row = next(iter(store.db.query("select data, folded_steps from releases where id = ?",
+                                   [release.id])))
     stored = json.loads(row["data"])["steps"]
     assert stored["tests"] is None and stored["health"] is None  # read from the step rows
+    assert json.loads(row["folded_steps"]) == ["tests", "health"]
     assert stored["migrations_push"] == {"applied": ["v1", "v2"], "cancelled": True}
     assert stored["gone"] == {"kept": "as written"}
     loaded = store.get_release(release.id or 0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import sqlite3
 from typing import Any
 
 from bot.runbook.model import Release, ReleaseStatus, StepRecord
@@ -68,7 +68,7 @@ class Releases(Database):
         release.id = int(table.last_pk or 0)
         for record in release.steps:
             self._upsert_step(release.id, record)
-        table.update(release.id, {"data": self._fold(release.id, row["data"])})
+        table.update(release.id, self._fold(release.id, row["data"]))
 
     def _upsert_step(self, release_id: int, record: StepRecord) -> None:
         self.db.table("steps").upsert(step_row(release_id, record), pk=("release_id", "name"))
@@ -77,10 +77,9 @@ class Releases(Database):
         """The release row with its copies of step data folded into the step rows."""
         assert release.id is not None
         row = release_row(release)
-        row["data"] = self._fold(release.id, row["data"])
-        return row
+        return row | self._fold(release.id, row["data"])
 
-    def _fold(self, release_id: int, data_json: str) -> str:
+    def _fold(self, release_id: int, data_json: str) -> dict[str, str | None]:
         stored = dict(self.db.execute(
             "select name, data from steps where release_id = ? and data is not null",
             [release_id]).fetchall())
@@ -93,13 +92,16 @@ class Releases(Database):
 
     def _pin_step_copy(self, release_id: int, name: str, earlier: str) -> None:
         """The release row's folded copy of a step's data keeps the value it stood for."""
-        found = self.db.execute("select data from releases where id = ?", [release_id]).fetchone()
-        data = json.loads(found[0] or "{}") if found else {}
-        steps = data.get("steps")
-        if isinstance(steps, dict) and name in steps and steps[name] is None:
-            steps[name] = json.loads(earlier)
-            self.db.execute("update releases set data = ? where id = ?",
-                            [json.dumps(data, default=str), release_id])
+        found = self.db.execute("select data, folded_steps from releases where id = ?",
+                                [release_id]).fetchone()
+        folded = json.loads(found[1]) if found and found[1] else []
+        if name not in folded:
+            return
+        data = json.loads(found[0])
+        data["steps"][name] = json.loads(earlier)
+        folded.remove(name)
+        self.db.execute("update releases set data = ?, folded_steps = ? where id = ?",
+                        [json.dumps(data, default=str), json.dumps(folded) if folded else None, release_id])
 
     # --- reading ---------------------------------------------------------------------------
     def get_release(self, release_id: int) -> Release | None:
@@ -139,19 +141,21 @@ class Releases(Database):
 
     def _select(self, clause: str, args: list[Any]) -> list[Release]:
         """The releases `select * from releases <clause>` finds, each with its steps."""
-        rows = list(self.db.query(f"select * from releases {clause}", args))  # noqa: S608
-        steps = self._steps_of(row["id"] for row in rows)
+        rows = self._rows(f"select * from releases {clause}", args)  # noqa: S608
+        steps = self._steps_of([row["id"] for row in rows])
         return [release_from_row(row, steps.get(row["id"], [])) for row in rows]
 
-    def _steps_of(self, release_ids: Iterable[int]) -> dict[int, list[StepRecord]]:
+    def _steps_of(self, ids: list[int]) -> dict[int, list[StepRecord]]:
         """The steps of these releases in runbook order, read in one query."""
-        ids = list(release_ids)
         found: dict[int, list[StepRecord]] = {}
-        if not ids:
-            return found
         marks = ",".join("?" for _ in ids)
-        for row in self.db.query(
-                f"select * from steps where release_id in ({marks}) order by release_id, position",  # noqa: S608
-                ids):
+        sql = f"select * from steps where release_id in ({marks}) order by release_id, position"  # noqa: S608
+        for row in self._rows(sql, ids) if ids else []:
             found.setdefault(row["release_id"], []).append(step_from_row(row))
         return found
+
+    def _rows(self, sql: str, args: list[Any]) -> list[sqlite3.Row]:
+        """Rows read by column name (`sqlite3.Row`: no dict built for each)."""
+        cursor = self.db.conn.cursor()
+        cursor.row_factory = sqlite3.Row
+        return cursor.execute(sql, args).fetchall()

@@ -4,8 +4,9 @@ Free text (notes, fields, the readable strings in results and data) comes from p
 and is redacted on the way in; ids, SHAs, timestamps and the JSON's shape are stored as they are.
 
 A release's `data["steps"]` repeats each step's result data (steps read each other's results
-there). The row keeps such a copy as null when it equals the step row's `data` (`fold_steps`),
-and reading fills it back in from the step (`unfold_steps`): each result is stored once.
+there). The row keeps such a copy as null when it equals the step row's `data`, and lists its
+name in the `folded_steps` column (`fold_steps`); reading fills it back in from the step
+(`unfold_steps`). Each result is stored once, and a null that was written stays null.
 """
 
 from __future__ import annotations
@@ -13,18 +14,18 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
+
+from pydantic_core import from_json
 
 from bot.redact import default_redactor
 from bot.runbook.model import (
     TEMPLATE_FIELDS,
     Gate,
-    Link,
     Release,
     ReleaseStatus,
     StepRecord,
     StepResult,
-    StepState,
 )
 
 FIELD_COLUMNS = {
@@ -37,6 +38,22 @@ FIELD_COLUMNS = {
     "Post-Deploy Monitoring Links": "monitoring_links",
     "Rollback Trigger (if used)": "rollback_trigger",
 }
+
+
+
+class Row(Protocol):
+    """A table row read by column name (a dict, or a `sqlite3.Row`)."""
+
+    def __getitem__(self, column: str, /) -> Any: ...
+
+
+def loads(text: str) -> Any:
+    """Parse stored JSON with pydantic-core's parser (2-3 times faster than `json.loads` on
+    step data; a listing parses hundreds), falling back to `json` for what it refuses."""
+    try:
+        return from_json(text)
+    except ValueError:
+        return json.loads(text)
 
 
 def iso(value: datetime | None) -> str | None:
@@ -99,33 +116,35 @@ def step_row(release_id: int, record: StepRecord) -> dict[str, Any]:
     }
 
 
-def fold_steps(data_json: str, stored: Mapping[str, str]) -> str:
-    """`data_json` with each `steps` copy that equals `stored[name]` (a step row's `data`) as null."""
+def fold_steps(data_json: str, stored: Mapping[str, str]) -> dict[str, str | None]:
+    """The `data` and `folded_steps` columns for `data_json` (a release's data, every copy in it)
+    and `stored` (step name -> its step row's `data`): copies equal to their row become null."""
     data = json.loads(data_json)
-    steps = data.get("steps")
-    if not isinstance(steps, dict) or not steps:
-        return data_json
-    data["steps"] = {name: None if value is not None and json.dumps(value, default=str) == stored.get(name)
-                     else value for name, value in steps.items()}
-    return json.dumps(data, default=str)
-
-
-def unfold_steps(data: dict[str, Any], steps: list[StepRecord]) -> dict[str, Any]:
-    """`data` with each null `steps` copy filled in from its step's result data (in place)."""
     copies = data.get("steps")
-    if isinstance(copies, dict):
+    folded = [name for name, value in copies.items()
+              if json.dumps(value, default=str) == stored.get(name)] if isinstance(copies, dict) else []
+    if not folded:
+        return {"data": data_json, "folded_steps": None}
+    for name in folded:
+        copies[name] = None
+    return {"data": json.dumps(data, default=str), "folded_steps": json.dumps(folded)}
+
+
+def unfold_steps(data: dict[str, Any], folded_json: str | None, steps: list[StepRecord]) -> dict[str, Any]:
+    """`data` with each folded `steps` copy filled in from its step's result data (in place)."""
+    copies = data.get("steps")
+    if folded_json and isinstance(copies, dict):
         results = {record.name: record.result for record in steps}
-        for name, value in copies.items():
+        for name in loads(folded_json):
             result = results.get(name)
-            if value is None and result is not None:
-                copies[name] = result.data
+            copies[name] = result.data if result is not None else None
     return data
 
 
-def release_from_row(row: Mapping[str, Any], steps: list[StepRecord]) -> Release:
+def release_from_row(row: Row, steps: list[StepRecord]) -> Release:
     """The release of a `releases` row and its steps (already read)."""
-    fields = {name: row.get(column) or "" for name, column in FIELD_COLUMNS.items()}
-    fields["Git SHA"] = row.get("git_sha") or ""
+    fields = {name: row[column] or "" for name, column in FIELD_COLUMNS.items()}
+    fields["Git SHA"] = row["git_sha"] or ""
     return Release(
         id=row["id"],
         environment=row["environment"],
@@ -139,31 +158,31 @@ def release_from_row(row: Mapping[str, Any], steps: list[StepRecord]) -> Release
         finished_at=dt(row["finished_at"]),
         notes=row["notes"] or "",
         fields={k: v for k, v in fields.items() if k in TEMPLATE_FIELDS},
-        data=unfold_steps(json.loads(row["data"] or "{}"), steps),
+        data=unfold_steps(loads(row["data"] or "{}"), row["folded_steps"], steps),
         steps=steps,
     )
 
 
-def step_from_row(row: Mapping[str, Any]) -> StepRecord:
-    """The step record of a `steps` row."""
+def step_from_row(row: Row) -> StepRecord:
+    """The step record of a `steps` row (validated in one call: a listing reads hundreds)."""
     result = None
     if row["outcome"]:
-        result = StepResult(
-            outcome=row["outcome"],
-            summary=row["summary"] or "",
-            details=row["details"] or "",
-            links=[Link(**link) for link in json.loads(row["links"] or "[]")],
-            output_tail=row["output_tail"] or "",
-            data=json.loads(row["data"] or "{}"),
-        )
-    return StepRecord(
-        name=row["name"],
-        title=row["title"],
-        phase=row["phase"],
-        position=row["position"],
-        state=StepState(row["state"]),
-        result=result,
-        gate=Gate.model_validate_json(row["gate"]) if row["gate"] else None,
-        started_at=dt(row["started_at"]),
-        finished_at=dt(row["finished_at"]),
-    )
+        result = {
+            "outcome": row["outcome"],
+            "summary": row["summary"] or "",
+            "details": row["details"] or "",
+            "links": loads(row["links"] or "[]"),
+            "output_tail": row["output_tail"] or "",
+            "data": loads(row["data"] or "{}"),
+        }
+    return StepRecord.model_validate({
+        "name": row["name"],
+        "title": row["title"],
+        "phase": row["phase"],
+        "position": row["position"],
+        "state": row["state"],
+        "result": result,
+        "gate": json.loads(row["gate"]) if row["gate"] else None,
+        "started_at": dt(row["started_at"]),
+        "finished_at": dt(row["finished_at"]),
+    })

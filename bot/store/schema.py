@@ -83,8 +83,9 @@ def m004_reasons_and_locks(db: sqlite_utils.Database) -> None:
 @migrations()
 def m005_step_data_once(db: sqlite_utils.Database) -> None:
     """Each step's result data is kept once, in its step row: a release's `data["steps"]` held a
-    copy of every one. A copy equal to its step row's `data` becomes null (read back from the row,
-    see `bot.store.rows`); one that differs (a step's data changed after the fact) stays."""
+    copy of every one. A copy equal to its step row's `data` becomes null and its name is listed
+    in `folded_steps` (read back from the row: `bot.store.rows`); any other copy stays."""
+    db.table("releases").add_column("folded_steps", str)
     last = 0
     while batch := db.execute("select id, data from releases where id > ? order by id limit 500",
                               [last]).fetchall():
@@ -99,6 +100,7 @@ def _keep_step_data_once(db: sqlite_utils.Database, release_id: int, text: str |
         return
     stored = dict(db.execute("select name, data from steps where release_id = ? and data is not null",
                              [release_id]).fetchall())
-    folded = fold_steps(text, stored)
-    if folded != text:
-        db.execute("update releases set data = ? where id = ?", [folded, release_id])
+    columns = fold_steps(text, stored)
+    if columns["folded_steps"]:
+        db.execute("update releases set data = ?, folded_steps = ? where id = ?",
+                   [columns["data"], columns["folded_steps"], release_id])
