@@ -20,7 +20,8 @@ from bot.sandbox.posthog import PostHogState, create_posthog_app
 from bot.sandbox.server import serve
 from bot.sandbox.staging_app import StagingState
 from bot.scheduler import PERSISTENT
-from bot.watch import ENDED, WATCHING, Reading, Watcher, evaluate, watch_check
+from bot.watch import ENDED, WATCHING, Watcher, watch_check
+from bot.watch_readings import Reading, evaluate
 from tests.helpers import make_settings
 from tests.slack_e2e import SlackHarness
 
