@@ -75,6 +75,12 @@ def m001_watches(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m002_open_watches_index(db: sqlite_utils.Database) -> None:
+    """Open watches are found through (state, release_id), not by reading a row per release."""
+    db.table("watches").create_index(["state", "release_id"], if_not_exists=True)
+
+
 # --- the watch -------------------------------------------------------------------------------
 def _minutes(settings: Settings) -> str:
     return f"{settings.WATCH_MINUTES:g} min"
