@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
+import sys
+from contextlib import suppress
+from pathlib import Path
 
 import pytest
 
@@ -93,3 +98,51 @@ async def test_a_failing_progress_report_does_not_stop_the_work() -> None:
     async with elapsed_progress(broken, "supabase db push", every=0.01):
         result = await run_command(["sh", "-c", "echo done"])
     assert result.ok and result.stdout == "done\n"
+
+
+def _running(pid: int) -> bool:
+    """True while `pid` runs (a zombie nobody reaps has died)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+@pytest.mark.timeout(300)
+async def test_children_die_with_a_bot_killed_with_sigkill(tmp_path: Path) -> None:
+    """A bot killed with `kill -9` in the middle of a command leaves nothing of it running."""
+    pids = tmp_path / "pids"
+    bot = (
+        "import asyncio, sys\n"
+        "from bot.providers.shell import run_command\n"
+        f"asyncio.run(run_command(['sh', '-c', 'sleep 600 & echo $$ $! > {pids}; wait']))\n"
+    )
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", bot)
+    deadline = asyncio.get_running_loop().time() + 60
+    while not pids.exists() or len(pids.read_text().split()) < 2:
+        assert asyncio.get_running_loop().time() < deadline, "the command never started"
+        await asyncio.sleep(0.02)
+    children = [int(pid) for pid in pids.read_text().split()]
+    assert all(_running(pid) for pid in children)
+    proc.kill()  # the bot alone: its children are in a group of their own
+    await proc.wait()
+    try:
+        while any(_running(pid) for pid in children):
+            assert asyncio.get_running_loop().time() < deadline + 60, "children outlived the bot"
+            await asyncio.sleep(0.02)
+    finally:
+        for pid in children:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+async def test_a_missing_program_raises_as_before(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        await run_command(["no-such-program-here"])
+    script = tmp_path / "script"
+    script.write_text("#!/bin/sh\necho hi\n")
+    with pytest.raises(PermissionError):
+        await run_command([str(script)])
+    script.chmod(0o755)
+    assert (await run_command([str(script)])).stdout == "hi\n"

@@ -1,4 +1,7 @@
-"""Run a command as an argument list (never a shell), with a timeout and a redacted tail.
+"""Run a command as an argument list (never parsed by a shell), with a timeout and a redacted tail.
+
+A child runs in a process group of its own, which a timeout kills whole, and which dies with
+the bot: a bot killed with `kill -9` leaves no Playwright, Chromium or CLI behind (see GUARD).
 
 Children run with colour off (`NO_COLOR=1`) and what they print is stripped of ANSI escape
 codes as a guard, so tool output reads cleanly in Slack and parses the same everywhere.
@@ -9,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import re
+import shutil
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -55,6 +60,25 @@ class CommandResult:
         return "\n".join(text.splitlines()[-lines:])
 
 
+# The child runs in a process group of its own (a timeout kills all of it) that must also die with
+# the bot, `kill -9` included: `sh` starts a watcher in the group, then becomes the command. The
+# watcher reads a pipe whose only writer is the bot; the bot's death closes it, and the watcher
+# kills the group. A finished command releases the watcher with a line.
+GUARD = 'exec 3<&0; (read line <&3 || kill -KILL 0) >/dev/null 2>&1 & exec "$@" </dev/null 3<&-'
+
+
+def _check_executable(program: str, env: dict[str, str] | None) -> None:
+    """Raise the OSError that starting `program` directly would raise when it is missing."""
+    path = os.pathsep.join(os.get_exec_path(env))
+    if os.sep in program:
+        if not os.path.exists(program):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+        if os.path.isdir(program) or not os.access(program, os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), program)
+    elif shutil.which(program, path=path) is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+
+
 async def run_command(
     args: list[str],
     *,
@@ -63,16 +87,38 @@ async def run_command(
     timeout: float = 900.0,
     redact: Redactor | None = None,
 ) -> CommandResult:
-    """Run `args`; on timeout kill the whole process group and report `timed_out`."""
-    proc = await asyncio.create_subprocess_exec(
-        *args,
-        cwd=str(cwd) if cwd else None,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        start_new_session=True,
-    )
+    """Run `args`; on timeout kill the whole process group and report `timed_out`.
+
+    The group dies with the bot as well (see GUARD): a killed bot leaves no child running.
+    """
+    _check_executable(args[0], env)
+    watch, guard = os.pipe()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            "/bin/sh", "-c", GUARD, "release-bot-child", *args,
+            cwd=str(cwd) if cwd else None,
+            env=env,
+            stdin=watch,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+    except BaseException:
+        os.close(guard)
+        raise
+    finally:
+        os.close(watch)
+    try:
+        return await _collect(proc, args, timeout, redact)
+    finally:
+        with contextlib.suppress(OSError):
+            os.write(guard, b"done\n")
+        os.close(guard)
+
+
+async def _collect(proc: asyncio.subprocess.Process, args: list[str], timeout: float,
+                   redact: Redactor | None) -> CommandResult:
+    """Wait for `proc` within `timeout` (then kill its group) and return what it printed."""
     assert proc.stdout is not None and proc.stderr is not None
     # Read both pipes in tasks so that what was printed before a timeout is kept.
     readers = [asyncio.create_task(proc.stdout.read()), asyncio.create_task(proc.stderr.read())]
