@@ -14,7 +14,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.chat.port import Chat
-from bot.chat.reporter import ChatReporter
+from bot.chat.reporter import PARENT_UPDATE_SECONDS, ChatReporter
 from bot.chat.rollback import RollbackAnnouncer
 from bot.chat.slack import SlackChat, make_web_client
 from bot.chat.slack_groups import members_of
@@ -69,7 +69,7 @@ def build_redactor(settings: Settings) -> Redactor:
 
 
 def build_runtime(settings: Settings, chat: Chat, *, store: Store | None = None,
-                  update_interval: float = 1.0) -> Runtime:
+                  update_interval: float = PARENT_UPDATE_SECONDS) -> Runtime:
     """Assemble store, engine, reporter and service around `chat`."""
     redactor = build_redactor(settings)
     registry = load_steps()

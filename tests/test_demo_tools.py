@@ -10,7 +10,7 @@ import pytest
 
 from bot.runbook.loader import load_runbook
 from bot.runbook.registry import load_steps
-from bot.sandbox import demo
+from sandbox import demo
 
 
 @pytest.mark.parametrize("absent", ["playwright", "chromium"])

@@ -14,7 +14,7 @@ from bot.providers.http import ProviderError
 from bot.providers.redis_info import flush_all, keyspace_keys, redis_stats, where
 from bot.runbook.model import Outcome
 from bot.runbook.registry import REGISTRY, load_steps
-from bot.sandbox.services import RedisServer, free_port
+from sandbox.services import RedisServer, free_port
 from tests.helpers import StepHarness, make_settings
 
 pytest_plugins = ["tests.conftest_services"]

@@ -18,7 +18,7 @@ from bot.providers.supabase_cli import (
     push,
     split_db_url,
 )
-from bot.sandbox.services import PostgresServer
+from sandbox.services import PostgresServer
 
 V1, V2, V3 = "20250101000000", "20250102000000", "20250103000000"
 

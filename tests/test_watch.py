@@ -16,11 +16,11 @@ import pytest
 from bot.chat.blocks import ROLLBACK_ACTION
 from bot.config import Settings
 from bot.runbook.model import ReleaseStatus, utcnow
-from bot.sandbox.posthog import PostHogState, create_posthog_app
-from bot.sandbox.server import serve
-from bot.sandbox.staging_app import StagingState
 from bot.scheduler import PERSISTENT
 from bot.watch import ENDED, WATCHING, Reading, Watcher, evaluate, watch_check
+from sandbox.posthog import PostHogState, create_posthog_app
+from sandbox.server import serve
+from sandbox.staging_app import StagingState
 from tests.helpers import make_settings
 from tests.slack_e2e import SlackHarness
 
