@@ -9,19 +9,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from importlib import import_module
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
 from bot.chat.port import Chat
 from bot.chat.reporter import PARENT_UPDATE_SECONDS, ChatReporter
+from bot.chat.rollback import RollbackAnnouncer
 from bot.chat.slack import SlackChat, make_web_client
 from bot.chat.slack_groups import members_of
 from bot.config import MissingSetting, Settings
 from bot.kb import KnowledgeBase
 from bot.locks import RedisLock
 from bot.redact import Redactor, default_redactor
+from bot.rollback.controller import Rollbacks
 from bot.runbook.engine import Engine
 from bot.runbook.loader import load_runbook
 from bot.runbook.registry import load_steps
@@ -43,6 +44,7 @@ class Runtime:
     service: ReleaseService
     chat: Chat
     redactor: Redactor
+    rollbacks: Rollbacks
     lock: RedisLock | None = None
     telemetry: BotTelemetry | None = None
     # What front ends close when the bot stops (HTTP sessions and the like), in order.
@@ -79,7 +81,7 @@ def build_runtime(settings: Settings, chat: Chat, *, store: Store | None = None,
 
         lock = RedisLock(aioredis.from_url(settings.secret("REDIS_URL")))
     reporter = ChatReporter(chat, store, redactor, default_channel=settings.RELEASE_CHANNEL,
-                            interval=update_interval)
+                            interval=update_interval, rollback_enabled=True)
     telemetry = BotTelemetry.from_settings(settings)
     listeners = after_deploy_listeners(settings, store, chat, redactor)
     knowledge = KnowledgeBase.from_settings(settings, store, redactor)
@@ -87,12 +89,17 @@ def build_runtime(settings: Settings, chat: Chat, *, store: Store | None = None,
     engine = Engine(settings=settings, store=store,
                     reporter=Reporters(reporter, *extra) if extra else reporter,
                     runbook=runbook, registry=registry, redactor=redactor, lock=lock)
-    service = ReleaseService(settings, engine, store, chat)
-    runtime = Runtime(settings=settings, store=store, engine=engine, reporter=reporter,
-                      service=service, chat=chat, redactor=redactor, lock=lock,
-                      telemetry=telemetry, listeners=listeners)
-    _wire_rollback(runtime)
-    return runtime
+    rollbacks = build_rollbacks(settings, store, engine, chat, redactor)
+    service = ReleaseService(settings, engine, store, chat, rollback=rollbacks)
+    return Runtime(settings=settings, store=store, engine=engine, reporter=reporter,
+                   service=service, chat=chat, redactor=redactor, rollbacks=rollbacks, lock=lock,
+                   telemetry=telemetry, listeners=listeners)
+
+
+def build_rollbacks(settings: Settings, store: Store, engine: Engine, chat: Chat,
+                    redactor: Redactor) -> Rollbacks:
+    """The rollback controller, announcing through `chat`."""
+    return Rollbacks(settings, store, engine, RollbackAnnouncer(chat, settings, redactor), redactor)
 
 
 def after_deploy_listeners(settings: Settings, store: Store, chat: Chat,
@@ -104,16 +111,6 @@ def after_deploy_listeners(settings: Settings, store: Store, chat: Chat,
 
     return [LeadTimes(settings, store), Watcher(settings, store, chat, redactor),
             ManualTests(settings, store, chat, redactor)]
-
-
-def _wire_rollback(runtime: Runtime) -> None:
-    try:
-        rollback = import_module("bot.rollback")
-    except ModuleNotFoundError as exc:
-        if exc.name != "bot.rollback":
-            raise
-        return
-    rollback.wire(runtime)
 
 
 def build_bolt_app(settings: Settings, *, socket_mode: bool = False,

@@ -15,7 +15,6 @@ import os
 import sqlite3
 import sys
 from collections.abc import Callable
-from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -255,16 +254,33 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
     return run(args, settings)
 
 
-def _extra_commands() -> list[Any]:
-    """Modules that add subcommands (rollback) with `add_parser(subparsers)`."""
-    found = []
-    for name in ("bot.rollback_args",):
-        try:
-            found.append(import_module(name))
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-    return found
+def cmd_rollback(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.rollback_cli import cmd_rollback as run  # the rollback loads only when it runs
+
+    return run(args, settings)
+
+
+def _add_rollback(sub: Any) -> None:
+    """`release-bot rollback` and its flags (the same choices as the Slack form)."""
+    parser = sub.add_parser(
+        "rollback", help="revert a release: deployment, schema, backup, cache; announce it")
+    parser.add_argument("release_id", nargs="?", type=int,
+                        help="release to roll back (default: the newest on ENVIRONMENT)")
+    parser.add_argument("--reason", default="", help="why (required; asked for when omitted)")
+    parser.add_argument("--ticket", action="append", default=[], metavar="ID_OR_URL",
+                        help="ticket ID or URL (repeat, or separate with commas)")
+    parser.add_argument("--no-deployment", action="store_true",
+                        help="do not revert the deployment (it is reverted by default)")
+    parser.add_argument("--schema", action="store_true",
+                        help="revert the migrations this release applied (resets data)")
+    parser.add_argument("--backup", action="store_true",
+                        help="restore the database to just before the release (PITR)")
+    parser.add_argument("--confirm-ref", default=None, metavar="REF",
+                        help="the Supabase project ref, typed to confirm --backup")
+    parser.add_argument("--cache", action="store_true", help="FLUSHALL ASYNC on STAGING_REDIS_URL")
+    parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    parser.add_argument("--user", default=None, help="who is rolling back (default: $USER)")
+    parser.set_defaults(handler=cmd_rollback)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -302,8 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=cmd_check_config)
     sub.add_parser("doctor", help="try every configured credential with a read; one table"
                    ).set_defaults(handler=cmd_doctor)
-    for module in _extra_commands():
-        module.add_parser(sub)
+    _add_rollback(sub)
     return parser
 
 

@@ -8,36 +8,40 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.chat import blocks
 from bot.chat.blocks import Message
 from bot.chat.links import thread_link, thread_links
+from bot.chat.rollback import busy_note, needs_reason_note, preflight, starting_note
 from bot.commands import LOG_DEFAULT, USAGE, Command
 from bot.config import Settings
 from bot.providers.refs import ref_source
 from bot.report import release_table
+from bot.rollback.model import Choices, RollbackBusy
 from bot.runbook import readiness
 from bot.runbook.engine import Engine, EngineError
 from bot.runbook.model import Release
 from bot.store import Store
 
+if TYPE_CHECKING:
+    from bot.rollback.controller import Rollbacks
+
 log = logging.getLogger(__name__)
 
 Reply = Callable[[Message], Awaitable[None]]
-# Set by the rollback module when it is wired: (command, user, channel, reply, trigger_id)
-RollbackHandler = Callable[[Command, str, str, Reply, str | None], Awaitable[None]]
 
 
 class ReleaseService:
     """Runs parsed commands against the engine and the release log."""
 
-    def __init__(self, settings: Settings, engine: Engine, store: Store, chat: Any = None) -> None:
+    def __init__(self, settings: Settings, engine: Engine, store: Store, chat: Any = None,
+                 rollback: Rollbacks | None = None) -> None:
         self.settings = settings
         self.engine = engine
         self.store = store
         self.chat = chat  # for links to threads (chat.getPermalink) when it is Slack
-        self.rollback: RollbackHandler | None = None
+        self.rollback = rollback  # the rollback controller (bot/rollback/controller.py)
 
     def authorize(self, command: Command, user: str) -> str | None:
         """A refusal message when `user` may not run `command`, else None. No I/O."""
@@ -56,8 +60,7 @@ class ReleaseService:
         operators = self.settings.RELEASE_OPERATORS
         return not operators or user in operators
 
-    async def run(self, command: Command, *, user: str, channel: str, reply: Reply,
-                  trigger_id: str | None = None) -> None:
+    async def run(self, command: Command, *, user: str, channel: str, reply: Reply) -> None:
         """Carry out an authorized command; every outcome is answered through `reply`."""
         try:
             if command.name == "help":
@@ -75,12 +78,29 @@ class ReleaseService:
             elif command.name == "doctor":
                 await self._doctor(reply)
             elif command.name == "rollback":
-                if self.rollback is None:
-                    await reply(blocks.note_message(":warning: Rollback is not available here."))
-                else:
-                    await self.rollback(command, user, channel, reply, trigger_id)
+                await self._rollback(command, user, channel, reply)
         except EngineError as exc:
             await reply(blocks.note_message(f":warning: {exc}"))
+
+    async def _rollback(self, command: Command, user: str, channel: str, reply: Reply) -> None:
+        """`/release rollback [id] reason` where no form confirms it (the console chat): the
+        deployment only, once a reason is typed. Slack opens the form instead (handlers/rollback.py)."""
+        if self.rollback is None:
+            await reply(blocks.note_message(":warning: Rollback is not available here."))
+            return
+        release = preflight(self.rollback, command.release_id)
+        if isinstance(release, Message):
+            await reply(release)
+            return
+        assert release.id is not None
+        if not command.reason:
+            await reply(needs_reason_note(release.id))
+            return
+        await reply(starting_note(release.id))
+        try:
+            await self.rollback.run(release.id, Choices(reason=command.reason), user, channel)
+        except RollbackBusy as exc:
+            await reply(busy_note(str(exc)))
 
     async def _start(self, command: Command, user: str, channel: str, reply: Reply) -> None:
         ref = command.ref or self.settings.DEFAULT_REF

@@ -15,6 +15,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from bot.chat.blocks import Message
 from bot.commands import USAGE, ParseError, parse_command
+from handlers.rollback import RollbackForm
 from handlers.safety import field
 
 if TYPE_CHECKING:
@@ -35,8 +36,9 @@ def ephemeral(respond: AsyncRespond) -> Any:
 
 
 def register(app: AsyncApp, runtime: Runtime) -> None:
-    """Register `/release`."""
+    """Register `/release`; `/release rollback` opens the rollback form (handlers/rollback.py)."""
     service = runtime.service
+    form = RollbackForm(app.client, runtime.rollbacks, runtime.settings)
 
     @app.command("/release")
     async def release_command(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond,
@@ -63,5 +65,8 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
             await ack(response_type="ephemeral", text=now.text, blocks=now.blocks or None)
             return
         await ack()
-        await service.run(parsed, user=user, channel=channel, reply=ephemeral(respond),
-                          trigger_id=field(command, "trigger_id") or None)
+        if parsed.name == "rollback":  # in Slack the form confirms a rollback
+            await form.command(parsed, channel, field(command, "trigger_id") or None,
+                               ephemeral(respond))
+            return
+        await service.run(parsed, user=user, channel=channel, reply=ephemeral(respond))

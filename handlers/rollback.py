@@ -1,17 +1,20 @@
-"""The Roll back button, the rollback form (modal) and its submission.
+"""The Roll back button, `/release rollback` from Slack, the rollback form (modal) and its
+submission.
 
-The button and `/release rollback` open the form with `views.open` at once, from what the
-release log knows (no network before the trigger_id's three seconds run out); the form is then
-refreshed with `views.update` once Vercel, Supabase and Redis have answered (each with a short
-timeout). The submission is checked (reason, typed project ref for a backup restore, a rollback
-already under way) before it is acknowledged; errors show next to the field. The rollback itself
-runs after the acknowledgement and is announced in the channel and the release's thread.
+In Slack the form is the confirmation: the button and `/release rollback` open it with
+`views.open` at once, from what the release log knows (no network before the trigger_id's three
+seconds run out), then refresh it with `views.update` once Vercel, Supabase and Redis have
+answered (each with a short timeout). A command without a trigger_id opens nothing and rolls
+nothing back: it says how to open the form. The submission is checked (reason, typed project ref
+for a backup restore, a rollback already under way) before it is acknowledged; errors show next
+to the field. The submission then calls the rollback controller, which runs the rollback and
+has it announced in the channel and the release's thread.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
@@ -20,24 +23,22 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.chat import blocks
 from bot.chat.blocks import ROLLBACK_ACTION
-from bot.config import Settings
-from bot.rollback import (
-    ACTIONS,
-    BACKUP,
-    CACHE,
-    DEPLOYMENT,
-    NO_TRIGGER,
-    SCHEMA,
-    TITLES,
-    Choices,
-    Plan,
-    RollbackBusy,
-    Rollbacks,
-    controller,
-    metadata,
+from bot.chat.port import Chat
+from bot.chat.rollback import busy_note, no_trigger_note, preflight
+from bot.chat.rollback_form import (
+    CALLBACK_ID,
+    CHOSEN,
+    CONFIRM,
+    REASON,
+    TICKETS,
+    VALUE,
+    build_view,
     read_metadata,
-    split_tickets,
 )
+from bot.commands import Command
+from bot.config import Settings
+from bot.rollback.controller import Rollbacks
+from bot.rollback.model import BACKUP, CACHE, DEPLOYMENT, SCHEMA, Choices, RollbackBusy, split_tickets
 from bot.runbook.engine import EngineError
 from bot.runbook.model import Release
 from handlers.safety import field, mapping, mention, user_id
@@ -49,106 +50,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CALLBACK_ID = "release_rollback_form"
-REASON, TICKETS, CHOSEN, CONFIRM = "reason", "tickets", "actions", "confirm_ref"
-VALUE = "value"
-
-
-def _plain(text: str, limit: int = 75) -> dict[str, Any]:
-    return {"type": "plain_text", "text": text[:limit], "emoji": True}
-
-
-def _mrkdwn(text: str, limit: int = 3000) -> dict[str, Any]:
-    return {"type": "mrkdwn", "text": blocks.cut(text or " ", limit)}
-
-
-def action_lines(plan: Plan, settings: Settings) -> dict[str, tuple[str, str]]:
-    """For each action: (short description for the checkbox, full sentence for the form)."""
-    production = settings.VERCEL_TARGET == "production"
-    domain = settings.staging_domain or "the staging domain (STAGING_DOMAIN unset)"
-    if plan.target is not None:
-        sha = f", `{plan.target.sha[:7]}`" if plan.target.sha else ""
-        source = f" ({plan.target.source}{sha})" if plan.target.source else ""
-        target_long = f"{plan.target.link()}{source}"
-        target_short = f"{plan.target.id}{f' ({plan.target.source})' if plan.target.source else ''}"
-    else:
-        target_long = target_short = f"the previous READY deployment ({plan.target_problem or 'unknown'})"
-    if production:
-        how = f"Vercel's production rollback to {target_long}"
-    else:
-        how = f"point `{domain}` at {target_long} (`POST /v2/deployments/{{id}}/aliases`)"
-    deployment = (f"Go back to {target_short}", f"{how}; then re-run the smoke and health checks.")
-    count = len(plan.migrations)
-    if count:
-        listed = ", ".join(f"`{v}`" for v in plan.migrations)
-        schema = (f"Revert {count} migration{'s' if count != 1 else ''}: "
-                  f"{', '.join(plan.migrations)}"[:150],
-                  f"runs {plan.schema_command} in the app workspace to revert {listed}. "
-                  ":warning: `migration down` resets the database: data in the affected schemas is "
-                  "lost and the remaining migrations and seed are re-applied.")
-    else:
-        schema = ("Nothing to revert: no migrations recorded for this release",
-                  "the release log shows no migrations applied by this release.")
-    ref = plan.project_ref or "(SUPABASE_PROJECT_REF unset)"
-    backups = plan.backups_text or "backups are listed once Supabase answers"
-    backup = (f"Restore project {ref}: {backups}"[:150],
-              f"Supabase Management API restore of `{ref}` — {backups}; then waits until the "
-              "database is healthy. Type the project ref below to confirm.")
-    cache_short = f"FLUSHALL ASYNC: {plan.redis_text}"[:150]
-    cache = (cache_short, f"`FLUSHALL ASYNC` on the staging Redis ({plan.redis_text}).")
-    return {DEPLOYMENT: deployment, SCHEMA: schema, BACKUP: backup, CACHE: cache}
-
-
-def build_view(plan: Plan, channel: str, settings: Settings, reason: str = "") -> dict[str, Any]:
-    """The rollback form for one release."""
-    release = plan.release
-    assert release.id is not None
-    lines = action_lines(plan, settings)
-    serving = plan.current.link() if plan.current else "not recorded"
-    intro = (f"*Release #{release.id}* of `{release.ref}` to *{release.environment}* · "
-             f"{release.status.value.replace('_', ' ')}\nThis release's deployment: {serving}")
-    if release.status.active:
-        intro += "\n:no_entry_sign: It is still running: rolling back cancels it first."
-    options = [
-        {"text": _mrkdwn(f"*{TITLES[name]}*", 75), "value": name,
-         "description": _plain(lines[name][0], 150)}
-        for name in ACTIONS
-    ]
-    reason_input: dict[str, Any] = {"type": "plain_text_input", "action_id": VALUE,
-                                    "multiline": True, "min_length": 3,
-                                    "placeholder": _plain("What went wrong?")}
-    if reason:
-        reason_input["initial_value"] = reason
-    explain = "\n".join(f"• *{TITLES[name]}*: {lines[name][1]}" for name in ACTIONS)
-    view_blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": _mrkdwn(intro)},
-        {"type": "input", "block_id": REASON, "label": _plain("Reason"), "element": reason_input},
-        {"type": "input", "block_id": TICKETS, "optional": True, "label": _plain("Tickets"),
-         "hint": _plain("Ticket IDs or URLs, separated by spaces or commas.", 150),
-         "element": {"type": "plain_text_input", "action_id": VALUE,
-                     "placeholder": _plain("ENG-123, https://…")}},
-        {"type": "section", "text": _mrkdwn(explain)},
-        {"type": "input", "block_id": CHOSEN, "label": _plain("Actions"),
-         "element": {"type": "checkboxes", "action_id": VALUE, "options": options,
-                     "initial_options": [options[0]]}},
-        {"type": "input", "block_id": CONFIRM, "optional": True,
-         "label": _plain("Project ref, to confirm a backup restore"),
-         "hint": _plain(f"Only for “{TITLES[BACKUP]}”: type {plan.project_ref or 'the project ref'}.",
-                        150),
-         "element": {"type": "plain_text_input", "action_id": VALUE}},
-        {"type": "context", "elements": [_mrkdwn(
-            "Each chosen action runs and reports on its own; the team is told in the "
-            "engineering channel and in the release's thread.")]},
-    ]
-    return {
-        "type": "modal",
-        "callback_id": CALLBACK_ID,
-        "private_metadata": metadata(release.id, channel, plan.target.id if plan.target else None),
-        "title": _plain(f"Roll back #{release.id}", 24),
-        "submit": _plain("Roll back", 24),
-        "close": _plain("Cancel", 24),
-        "blocks": view_blocks,
-    }
+__all__ = ["CALLBACK_ID", "CHOSEN", "CONFIRM", "REASON", "TICKETS", "RollbackForm", "register"]
 
 
 def _value(values: Mapping[str, Any], block: str) -> Mapping[str, Any]:
@@ -194,19 +96,33 @@ def form_errors(choices: Choices, settings: Settings) -> dict[str, str]:
     return errors
 
 
-def register(app: AsyncApp, runtime: Runtime) -> None:
-    """Register the Roll back button, the form and its submission."""
-    rollbacks = controller(runtime)
-    service = runtime.service
-    settings = runtime.settings
-    client: AsyncWebClient = app.client
+class RollbackForm:
+    """Opens the rollback form in Slack; its submission is handled by `register`'s listener."""
 
-    async def open_form(release: Release, channel: str, trigger_id: str, reason: str,
-                        reply: Reply) -> None:
-        plan = await rollbacks.plan(release, quick=True)
+    def __init__(self, client: AsyncWebClient, rollbacks: Rollbacks, settings: Settings) -> None:
+        self.client = client
+        self.rollbacks = rollbacks
+        self.settings = settings
+
+    async def command(self, command: Command, channel: str, trigger_id: str | None,
+                      reply: Reply) -> None:
+        """`/release rollback [id] [reason]` from Slack: open the form, never roll back here."""
+        release = preflight(self.rollbacks, command.release_id)
+        if isinstance(release, blocks.Message):
+            await reply(release)
+            return
+        if not trigger_id:
+            await reply(no_trigger_note(release.id or 0))
+            return
+        await self.open(release, channel, trigger_id, command.reason, reply)
+
+    async def open(self, release: Release, channel: str, trigger_id: str, reason: str,
+                   reply: Reply) -> None:
+        """Open the form from the release log at once, then refresh it with the full plan."""
+        plan = await self.rollbacks.plan(release, quick=True)
         try:
-            opened = await client.views_open(trigger_id=trigger_id,
-                                             view=build_view(plan, channel, settings, reason))
+            opened = await self.client.views_open(
+                trigger_id=trigger_id, view=build_view(plan, channel, self.settings, reason))
         except SlackApiError as exc:
             error = exc.response.get("error", "error") if exc.response else "error"
             await reply(blocks.note_message(
@@ -214,80 +130,90 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
                 f"again, or run `release-bot rollback {release.id}` on a terminal."))
             return
         view = opened.get("view") or {}
-        full = await rollbacks.plan(release)
+        full = await self.rollbacks.plan(release)
         try:
-            await client.views_update(view_id=view.get("id"), hash=view.get("hash"),
-                                      view=build_view(full, channel, settings, reason))
+            await self.client.views_update(view_id=view.get("id"), hash=view.get("hash"),
+                                           view=build_view(full, channel, self.settings, reason))
         except SlackApiError as exc:  # submitted or closed meanwhile: nothing to refresh
             log.info("rollback form not refreshed: %s", exc.response.get("error") if exc.response
                      else exc)
 
-    rollbacks.modal_opener = open_form
+
+def register(app: AsyncApp, runtime: Runtime) -> None:
+    """Register the Roll back button and the form's submission."""
+    form = RollbackForm(app.client, runtime.rollbacks, runtime.settings)
+    may_operate, chat = runtime.service.may_operate, runtime.chat
 
     @app.action(ROLLBACK_ACTION)
     async def pressed(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any],
                       respond: AsyncRespond) -> None:
         await ack()
-        user = user_id(body)
-        channel = field(body.get("channel"), "id") or field(body.get("container"), "channel_id")
 
         async def reply(message: blocks.Message) -> None:
             await respond(text=message.text, response_type="ephemeral", replace_original=False)
 
-        if not user or not service.may_operate(user):
-            await reply(blocks.note_message(
-                f":no_entry: {mention(user)}, only release operators can roll back."))
-            return
-        release_id = safe_release_id(mapping(action).get("value"))
-        if release_id is None:
-            await reply(blocks.note_message(":warning: That button does not name a release."))
-            return
-        release = rollbacks.resolve(release_id)
-        if release is None:
-            await reply(blocks.note_message(f":warning: Release #{release_id} does not exist."))
-            return
-        busy = rollbacks.busy(release_id)
-        if busy:
-            await reply(blocks.note_message(f":hourglass: {busy}"))
-            return
-        trigger = field(body, "trigger_id")
-        if not trigger:
-            await reply(blocks.note_message(NO_TRIGGER.format(id=release_id)))
-            return
-        await open_form(release, channel, trigger, "", reply)
+        await button_pressed(form, may_operate, body, action, reply)
 
     @app.view(CALLBACK_ID)
     async def submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         user = user_id(body)
-        try:
-            release_id, channel, choices = parse_submission(view)
-        except ValueError:
-            await ack(response_action="errors", errors={REASON: "This form is not one of mine."})
-            return
-        if not user or not service.may_operate(user):
-            await ack(response_action="errors",
-                      errors={REASON: "Only release operators can roll back."})
-            return
-        errors = form_errors(choices, settings)
-        busy = rollbacks.busy(release_id)
-        if busy:
-            errors[REASON] = busy
-        if errors:
-            await ack(response_action="errors", errors=errors)
+        found = checked_submission(form, may_operate, user, view)
+        if isinstance(found, dict):
+            await ack(response_action="errors", errors=found)
             return
         await ack()
-        await _run(rollbacks, release_id, choices, user, channel)
+        release_id, channel, choices = found
+        await run_submitted(form.rollbacks, chat, release_id, choices, user, channel)
 
 
-async def _run(rollbacks: Rollbacks, release_id: int, choices: Choices, user: str,
-               channel: str) -> None:
+async def button_pressed(form: RollbackForm, may_operate: Callable[[str], bool],
+                         body: Mapping[str, Any], action: Mapping[str, Any], reply: Reply) -> None:
+    """The Roll back button: open the form for the release it names, or say why not."""
+    user = user_id(body)
+    if not user or not may_operate(user):
+        await reply(blocks.note_message(
+            f":no_entry: {mention(user)}, only release operators can roll back."))
+        return
+    release_id = safe_release_id(mapping(action).get("value"))
+    if release_id is None:
+        await reply(blocks.note_message(":warning: That button does not name a release."))
+        return
+    release = preflight(form.rollbacks, release_id)
+    if isinstance(release, blocks.Message):
+        await reply(release)
+        return
+    trigger = field(body, "trigger_id")
+    if not trigger:
+        await reply(no_trigger_note(release_id))
+        return
+    channel = field(body.get("channel"), "id") or field(body.get("container"), "channel_id")
+    await form.open(release, channel, trigger, "", reply)
+
+
+def checked_submission(form: RollbackForm, may_operate: Callable[[str], bool], user: str,
+                       view: Mapping[str, Any]) -> tuple[int, str, Choices] | dict[str, str]:
+    """(release id, channel, choices) of a submission that may run, else the form's errors."""
+    try:
+        release_id, channel, choices = parse_submission(view)
+    except ValueError:
+        return {REASON: "This form is not one of mine."}
+    if not user or not may_operate(user):
+        return {REASON: "Only release operators can roll back."}
+    errors = form_errors(choices, form.settings)
+    busy = form.rollbacks.busy(release_id)
+    if busy:
+        errors[REASON] = busy
+    return errors or (release_id, channel, choices)
+
+
+async def run_submitted(rollbacks: Rollbacks, chat: Chat, release_id: int, choices: Choices,
+                        user: str, channel: str) -> None:
     """Run a submitted rollback; a refusal is whispered to the person in the channel."""
     try:
         await rollbacks.run(release_id, choices, user, channel or None)
     except (RollbackBusy, EngineError) as exc:
         if channel:
             try:
-                await rollbacks.chat.ephemeral(channel, user, blocks.note_message(
-                    f":hourglass: {exc}"))
+                await chat.ephemeral(channel, user, busy_note(str(exc)))
             except Exception as error:
                 log.error("could not tell %s: %s", user, rollbacks.redact(str(error)))

@@ -360,7 +360,7 @@ async def run_demo(*, keep: bool = False, rollback: bool = True, out: TextIO | N
 
 async def _demo_rollback(runtime: Any, release: Release, sandbox: Sandbox, out: TextIO) -> bool:
     """Roll the release back from the console, as an incident responder would: every action."""
-    from bot.rollback import Choices, controller
+    from bot.rollback.model import Choices
     from bot.runbook.model import Outcome
 
     assert release.id is not None
@@ -371,7 +371,7 @@ async def _demo_rollback(runtime: Any, release: Release, sandbox: Sandbox, out: 
     line = f"/release rollback {release.id} {choices.reason}"
     print(f"{DEMO_USER}> {line}   (form: {', '.join(choices.chosen())}; "
           f"tickets {', '.join(choices.tickets)})", file=out)
-    report = await controller(runtime).run(release.id, choices, DEMO_USER, "releases")
+    report = await runtime.rollbacks.run(release.id, choices, DEMO_USER, "releases")
     await runtime.reporter.flush()
     alias = sandbox.vercel.aliases.get(STAGING_DOMAIN)
     print(f"\n  {STAGING_DOMAIN} now points at {alias}", file=out)

@@ -19,7 +19,7 @@ from bot.app import build_runtime
 from bot.chat.console import ConsoleChat
 from bot.cli import main
 from bot.kb import KnowledgeBase, add_retry_job, file_name
-from bot.rollback import Choices, controller
+from bot.rollback.model import Choices
 from bot.runbook.model import Release, ReleaseStatus, StepResult
 from bot.runbook.registry import StepContext
 from bot.store import Store
@@ -162,7 +162,7 @@ async def test_a_rollback_rewrites_the_release_file_with_its_trigger(tmp_path: P
     release = Release(environment="staging", ref="main", started_by="U0ALICE",
                       status=ReleaseStatus.SUCCEEDED, git_sha="ab" * 20)
     runtime.store.create_release(release)
-    await controller(runtime).run(release.id or 0, Choices(reason="coach times out",
+    await runtime.rollbacks.run(release.id or 0, Choices(reason="coach times out",
                                                            deployment=False), "U0BOB")
     found = kb_module.for_store(runtime.store)
     assert found is not None

@@ -17,20 +17,18 @@ from urllib.parse import urlsplit
 import pytest
 from aiohttp import web
 
-from bot.app import Runtime, build_runtime
+from bot.app import Runtime, build_rollbacks, build_runtime
 from bot.chat.console import ConsoleChat
+from bot.chat.rollback import link_text
 from bot.config import Settings
 from bot.report import release_json
-from bot.rollback import (
+from bot.rollback.model import (
     BACKUP,
     CACHE,
     DEPLOYMENT,
     SCHEMA,
     Choices,
     RollbackBusy,
-    Rollbacks,
-    controller,
-    link_text,
     ticket_links,
 )
 from bot.runbook.model import Outcome, Release, ReleaseStatus, StepResult, utcnow
@@ -129,7 +127,7 @@ def add_release(store: Store, *, status: ReleaseStatus = ReleaseStatus.SUCCEEDED
 def make_runtime(settings: Settings, store: Store | None = None) -> tuple[Runtime, ConsoleChat]:
     chat = ConsoleChat(out=io.StringIO())
     runtime = build_runtime(settings, chat, store=store or Store(":memory:"))
-    controller(runtime).poll_seconds = 0.01
+    runtime.rollbacks.poll_seconds = 0.01
     return runtime, chat
 
 
@@ -174,7 +172,7 @@ async def test_plan_names_the_last_successful_releases_deployment(env: Env) -> N
     add_release(store, dep=env.old)
     add_release(store, status=ReleaseStatus.FAILED, dep=None)  # failed before deploying
     current = add_release(store, dep=env.new, migrations=[V2, V3])
-    rollbacks = controller(runtime)
+    rollbacks = runtime.rollbacks
     newest = rollbacks.resolve(None)
     assert newest is not None and newest.id == current.id
     plan = await rollbacks.plan(current, quick=True)
@@ -197,7 +195,7 @@ async def test_revert_moves_the_alias_rechecks_records_and_announces(env: Env) -
     store.save_release(current)
     assert env.serving() == env.new.id
 
-    report = await controller(runtime).run(
+    report = await runtime.rollbacks.run(
         current.id or 0, Choices(reason="Coach answers are empty",
                                  tickets=["ENG-42", "https://github.com/acme/app/issues/7"]),
         "U0ALICE")
@@ -235,7 +233,7 @@ async def test_revert_moves_the_alias_rechecks_records_and_announces(env: Env) -
 async def test_without_an_earlier_release_the_previous_ready_vercel_deployment_is_used(env: Env) -> None:
     runtime, _ = make_runtime(env.settings())
     current = add_release(runtime.store, dep=env.new)
-    report = await controller(runtime).run(current.id or 0, Choices(reason="bad"), "U1")
+    report = await runtime.rollbacks.run(current.id or 0, Choices(reason="bad"), "U1")
     assert outcome(report, DEPLOYMENT) == Outcome.OK
     assert report.serving is not None and report.serving.source == "Vercel"
     assert env.serving() == env.old.id
@@ -251,7 +249,7 @@ async def test_production_target_uses_vercels_rollback_with_the_reason(env: Env)
     runtime, _ = make_runtime(env.settings(VERCEL_TARGET="production"))
     add_release(runtime.store, dep=old)
     current = add_release(runtime.store, dep=new)
-    report = await controller(runtime).run(current.id or 0, Choices(reason="prod broke"), "U1")
+    report = await runtime.rollbacks.run(current.id or 0, Choices(reason="prod broke"), "U1")
     assert outcome(report, DEPLOYMENT) == Outcome.OK
     assert env.vercel.promotions[-1]["kind"] == "rollback"
     assert env.vercel.promotions[-1]["deploymentId"] == old.id
@@ -265,7 +263,7 @@ async def test_vercel_500_on_the_alias_fails_that_action_only(
     runtime, chat = make_runtime(env.settings(STAGING_REDIS_URL=redis_server.url))
     add_release(runtime.store, dep=env.old)
     current = add_release(runtime.store, dep=env.new, status=ReleaseStatus.FAILED)
-    report = await controller(runtime).run(
+    report = await runtime.rollbacks.run(
         current.id or 0, Choices(reason="r", cache=True), "U1")
     failed = report.result(DEPLOYMENT)
     assert failed is not None and failed.outcome == Outcome.FAIL
@@ -284,7 +282,7 @@ async def test_vercel_500_on_the_alias_fails_that_action_only(
 async def test_no_target_anywhere_is_a_clear_failure(env: Env) -> None:
     runtime, _ = make_runtime(env.settings())
     current = add_release(runtime.store, dep=env.old)  # the oldest deployment: nothing before it
-    report = await controller(runtime).run(current.id or 0, Choices(reason="r"), "U1")
+    report = await runtime.rollbacks.run(current.id or 0, Choices(reason="r"), "U1")
     failed = report.result(DEPLOYMENT)
     assert failed is not None and failed.outcome == Outcome.FAIL
     assert failed.summary.startswith("No deployment to go back to")
@@ -294,7 +292,7 @@ async def test_no_target_anywhere_is_a_clear_failure(env: Env) -> None:
 async def test_backup_restore_to_before_the_release_waits_for_a_healthy_database(env: Env) -> None:
     runtime, _ = make_runtime(env.settings())
     current = add_release(runtime.store, dep=env.new)
-    report = await controller(runtime).run(
+    report = await runtime.rollbacks.run(
         current.id or 0, Choices(reason="r", deployment=False, backup=True, confirm_ref=REF), "U1")
     restored = report.result(BACKUP)
     assert restored is not None
@@ -310,7 +308,7 @@ async def test_a_restore_that_never_visibly_starts_is_not_reported_as_done(env: 
     env.supabase.restore_unhealthy_polls = 0  # the database keeps answering healthy
     runtime, _ = make_runtime(env.settings(RESTORE_TIMEOUT_SECONDS=0.5))
     current = add_release(runtime.store, dep=env.new)
-    report = await controller(runtime).run(
+    report = await runtime.rollbacks.run(
         current.id or 0, Choices(reason="r", deployment=False, backup=True, confirm_ref=REF), "U1")
     restored = report.result(BACKUP)
     assert restored is not None and restored.outcome == Outcome.WARN
@@ -332,7 +330,7 @@ async def test_backup_restore_failures(env: Env, case: str) -> None:
         env.supabase.pitr_enabled = False
     runtime, _ = make_runtime(env.settings(**values))
     current = add_release(runtime.store, dep=env.new)
-    report = await controller(runtime).run(
+    report = await runtime.rollbacks.run(
         current.id or 0, Choices(reason="r", deployment=False, backup=True, confirm_ref=confirm),
         "U1")
     result = report.result(BACKUP)
@@ -357,9 +355,9 @@ async def test_cache_flush_counts_keys_on_a_real_redis(env: Env, redis_server: R
     await client.aclose()
     runtime, _ = make_runtime(env.settings(STAGING_REDIS_URL=redis_server.url))
     current = add_release(runtime.store, dep=env.new)
-    plan = await controller(runtime).plan(current)
+    plan = await runtime.rollbacks.plan(current)
     assert plan.redis_keys == 7 and "7 keys" in plan.redis_text
-    report = await controller(runtime).run(
+    report = await runtime.rollbacks.run(
         current.id or 0, Choices(reason="stale", deployment=False, cache=True), "U1")
     flushed = report.result(CACHE)
     assert flushed is not None and flushed.outcome == Outcome.OK
@@ -375,7 +373,7 @@ async def test_unreachable_redis_fails_the_flush_clearly(env: Env) -> None:
         port = sock.getsockname()[1]
     runtime, _ = make_runtime(env.settings(STAGING_REDIS_URL=f"redis://:pw-secret-9@127.0.0.1:{port}/0"))
     current = add_release(runtime.store, dep=env.new)
-    report = await controller(runtime).run(
+    report = await runtime.rollbacks.run(
         current.id or 0, Choices(reason="r", deployment=False, cache=True), "U1")
     result = report.result(CACHE)
     assert result is not None and result.outcome == Outcome.FAIL
@@ -408,7 +406,7 @@ async def test_schema_revert_with_the_real_cli_drops_the_releases_tables(
         APP_WORKSPACE=str(tmp_path), SUPABASE_DB_URL=postgres_db, SUPABASE_CLI=str(supabase_cli),
         COMMAND_TIMEOUT_SECONDS=120))
     current = add_release(runtime.store, dep=env.new, migrations=[V2, V3])
-    report = await controller(runtime).run(
+    report = await runtime.rollbacks.run(
         current.id or 0, Choices(reason="bad schema", deployment=False, schema=True), "U1")
     result = report.result(SCHEMA)
     assert result is not None
@@ -432,7 +430,7 @@ async def test_schema_revert_cli_error_is_reported(env: Env, tmp_path: Path,
         APP_WORKSPACE=str(tmp_path), SUPABASE_DB_URL=wrong, SUPABASE_CLI=str(supabase_cli),
         COMMAND_TIMEOUT_SECONDS=60))
     current = add_release(runtime.store, dep=env.new, migrations=[V1])
-    report = await controller(runtime).run(
+    report = await runtime.rollbacks.run(
         current.id or 0, Choices(reason="r", deployment=False, schema=True), "U1")
     result = report.result(SCHEMA)
     assert result is not None and result.outcome == Outcome.FAIL
@@ -450,9 +448,9 @@ async def test_team_schema_command_runs_as_arguments_with_the_versions(env: Env,
     command = f"{sys.executable} {script} --last {{last}} 'a b; rm -rf /'"
     runtime, _ = make_runtime(env.settings(SCHEMA_ROLLBACK_COMMAND=command, APP_WORKSPACE=str(tmp_path)))
     current = add_release(runtime.store, dep=env.new, migrations=[V2, V3])
-    plan = await controller(runtime).plan(current, quick=True)
+    plan = await runtime.rollbacks.plan(current, quick=True)
     assert plan.schema_command == f"`{command}`"
-    report = await controller(runtime).run(
+    report = await runtime.rollbacks.run(
         current.id or 0, Choices(reason="r", deployment=False, schema=True), "U1")
     assert outcome(report, SCHEMA) == Outcome.OK
     called = json.loads(out.read_text())
@@ -461,7 +459,7 @@ async def test_team_schema_command_runs_as_arguments_with_the_versions(env: Env,
     failing = f"{sys.executable} -c 'import sys; print(\"boom\"); sys.exit(3)'"
     runtime, _ = make_runtime(env.settings(SCHEMA_ROLLBACK_COMMAND=failing))
     current = add_release(runtime.store, dep=env.new, migrations=[V2])
-    report = await controller(runtime).run(
+    report = await runtime.rollbacks.run(
         current.id or 0, Choices(reason="r", deployment=False, schema=True), "U1")
     result = report.result(SCHEMA)
     assert result is not None and result.outcome == Outcome.FAIL
@@ -471,7 +469,7 @@ async def test_team_schema_command_runs_as_arguments_with_the_versions(env: Env,
 async def test_schema_with_no_recorded_migrations_is_skipped(env: Env) -> None:
     runtime, _ = make_runtime(env.settings())
     current = add_release(runtime.store, dep=env.new)
-    report = await controller(runtime).run(
+    report = await runtime.rollbacks.run(
         current.id or 0, Choices(reason="r", deployment=False, schema=True), "U1")
     assert outcome(report, SCHEMA) == Outcome.SKIPPED
 
@@ -479,7 +477,7 @@ async def test_schema_with_no_recorded_migrations_is_skipped(env: Env) -> None:
 async def test_a_second_rollback_adds_its_trigger_and_keeps_the_first(env: Env) -> None:
     runtime, _ = make_runtime(env.settings())
     current = add_release(runtime.store, dep=env.new)
-    rollbacks = controller(runtime)
+    rollbacks = runtime.rollbacks
     await rollbacks.run(current.id or 0, Choices(reason="coach is empty", deployment=False,
                                                  schema=True), "U1")
     await rollbacks.run(current.id or 0, Choices(reason="still broken", deployment=False,
@@ -498,7 +496,7 @@ async def test_second_rollback_of_the_same_release_is_told_the_first_is_under_wa
     env.supabase.restore_unhealthy_polls = 10_000
     runtime, _ = make_runtime(env.settings(RESTORE_TIMEOUT_SECONDS=1))
     current = add_release(runtime.store, dep=env.new)
-    rollbacks = controller(runtime)
+    rollbacks = runtime.rollbacks
     first = asyncio.create_task(rollbacks.run(
         current.id or 0, Choices(reason="one", deployment=False, backup=True, confirm_ref=REF), "U1"))
     for _ in range(500):  # until the restore has started
@@ -509,8 +507,8 @@ async def test_second_rollback_of_the_same_release_is_told_the_first_is_under_wa
     with pytest.raises(RollbackBusy, match="already under way"):
         await rollbacks.run(current.id or 0, Choices(reason="two"), "U2")
     # Another process sharing the release log sees the claim too.
-    other = Rollbacks(runtime.settings, runtime.store, runtime.engine, runtime.chat,
-                      runtime.redactor)
+    other = build_rollbacks(runtime.settings, runtime.store, runtime.engine, runtime.chat,
+                            runtime.redactor)
     with pytest.raises(RollbackBusy, match="by <@U1>"):
         await other.run(current.id or 0, Choices(reason="three"), "U3")
     await first
@@ -544,7 +542,7 @@ async def test_rolling_back_a_running_release_cancels_it_first(env: Env, tmp_pat
     assert stored is not None
     stored.data.setdefault("steps", {})["deploy"] = deploy_data(env.new)
     runtime.store.save_release(stored)  # as if the deploy step had run in this release
-    report = await controller(runtime).run(release.id or 0, Choices(reason="on fire"), "U0BOB")
+    report = await runtime.rollbacks.run(release.id or 0, Choices(reason="on fire"), "U0BOB")
     assert report.cancelled_first
     assert not runtime.engine.running(release.id or 0)
     final = runtime.store.get_release(release.id or 0)
@@ -674,6 +672,6 @@ async def test_console_command_rolls_back_the_newest_release_when_a_reason_is_gi
     async def reply(message: Any) -> None:
         replies.append(message.text)
 
-    await controller(runtime).handle_command(Command("rollback", release_id=99), "U1", "c",
-                                             reply, None)
+    await runtime.service.run(Command("rollback", release_id=99), user="U1", channel="c",
+                              reply=reply)
     assert replies == [":warning: Release #99 does not exist."]

@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 
 from bot.chat.blocks import ROLLBACK_ACTION
-from bot.rollback import controller
 from bot.runbook.model import ReleaseStatus, utcnow
 from handlers.rollback import CALLBACK_ID, CHOSEN, CONFIRM, REASON, TICKETS
 from tests.mock_slack_api import response_url_for
@@ -179,7 +178,7 @@ async def test_slash_command_form_checks_the_typed_ref_and_refuses_a_second_roll
         assert "by <@U0BOB> is already under way" in whisper["text"]
         assert whisper["response_type"] == "ephemeral"
         assert env.serving() == env.new.id
-        assert controller(slack.runtime).busy(2) is not None
+        assert slack.runtime.rollbacks.busy(2) is not None
 
 
 async def test_expired_trigger_and_non_operators_are_told(tmp_path: Path, env: Env) -> None:  # noqa: F811

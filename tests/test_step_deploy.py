@@ -16,7 +16,7 @@ from bot.app import build_runtime
 from bot.chat.console import ConsoleChat
 from bot.providers import vercel
 from bot.providers.http import ProviderError
-from bot.rollback import Choices, controller
+from bot.rollback.model import Choices
 from bot.runbook.model import Outcome, Release, ReleaseStatus, utcnow
 from bot.store import Store
 from sandbox.server import CALLS_KEY, FAULTS_KEY, serve
@@ -381,7 +381,7 @@ async def test_rerelease_after_a_rollback_points_the_domain_back_at_the_release(
     second, bad = await deploy("release/2", SHA)
     assert vc.state.aliases[DOMAIN] == bad.data["deployment_id"]
 
-    report = await controller(runtime).run(second.id or 0, Choices(reason="coach is empty"), "U1")
+    report = await runtime.rollbacks.run(second.id or 0, Choices(reason="coach is empty"), "U1")
     assert report.rolled_back
     assert vc.state.aliases[DOMAIN] == good.data["deployment_id"]  # the rollback moved it
 

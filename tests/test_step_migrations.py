@@ -17,7 +17,7 @@ import pytest
 
 from bot.config import Settings
 from bot.providers.supabase_cli import SupabaseCli
-from bot.rollback import applied_migrations
+from bot.rollback.model import applied_migrations
 from bot.runbook.engine import Engine
 from bot.runbook.loader import parse_runbook
 from bot.runbook.model import Outcome, Release, ReleaseStatus
