@@ -28,7 +28,7 @@ from bot.redact import Redactor
 from bot.runbook.engine import Engine
 from bot.runbook.loader import parse_runbook
 from bot.runbook.model import Release, StepRecord, StepResult
-from bot.runbook.registry import StepContext, StepDef
+from bot.runbook.step import StepContext, StepDef
 from bot.store import Store
 from tests.helpers import make_settings
 from tests.slack_e2e import SlackHarness
@@ -112,7 +112,7 @@ async def run_release(interval: float, steps: int = 40) -> tuple[int, int]:
         await asyncio.sleep(0.06)
         return StepResult.ok("fine")
 
-    registry = {f"s{i}": StepDef(name=f"s{i}", title=f"S{i}", phase="p", run=quick, describe="")
+    registry = {f"s{i}": StepDef(name=f"s{i}", title=f"S{i}", run=quick, describe="")
                 for i in range(steps)}
     runbook = parse_runbook(json.dumps({"phases": [{"name": "p", "steps": [{"name": n} for n in registry]}]}),
                             registry)

@@ -24,8 +24,9 @@ from bot.locks import RedisLock
 from bot.redact import Redactor, default_redactor
 from bot.runbook.engine import Engine
 from bot.runbook.loader import load_runbook
-from bot.runbook.registry import load_steps
+from bot.runbook.step import StepDef
 from bot.service import ReleaseService
+from bot.steps.registry import STEPS
 from bot.store import Store
 from bot.telemetry import BotTelemetry, Reporters
 
@@ -67,10 +68,11 @@ def build_redactor(settings: Settings) -> Redactor:
 
 
 def build_runtime(settings: Settings, chat: Chat, *, store: Store | None = None,
-                  update_interval: float = 1.0) -> Runtime:
-    """Assemble store, engine, reporter and service around `chat`."""
+                  update_interval: float = 1.0, steps: dict[str, StepDef] | None = None) -> Runtime:
+    """Assemble store, engine, reporter and service around `chat`; `steps` is the catalog the
+    runbook names (every step of `bot.steps.registry` unless given)."""
     redactor = build_redactor(settings)
-    registry = load_steps()
+    registry = STEPS if steps is None else steps
     runbook = load_runbook(settings.RUNBOOK_PATH, registry)
     store = store or Store(settings.DATABASE_PATH)
     lock = None
@@ -81,7 +83,7 @@ def build_runtime(settings: Settings, chat: Chat, *, store: Store | None = None,
     reporter = ChatReporter(chat, store, redactor, default_channel=settings.RELEASE_CHANNEL,
                             interval=update_interval)
     telemetry = BotTelemetry.from_settings(settings)
-    listeners = after_deploy_listeners(settings, store, chat, redactor)
+    listeners = after_deploy_listeners(settings, store, chat, redactor, registry)
     knowledge = KnowledgeBase.from_settings(settings, store, redactor)
     extra = [r for r in (*listeners, telemetry, knowledge) if r]
     engine = Engine(settings=settings, store=store,
@@ -95,14 +97,14 @@ def build_runtime(settings: Settings, chat: Chat, *, store: Store | None = None,
     return runtime
 
 
-def after_deploy_listeners(settings: Settings, store: Store, chat: Chat,
-                           redactor: Redactor) -> list[Any]:
+def after_deploy_listeners(settings: Settings, store: Store, chat: Chat, redactor: Redactor,
+                           steps: dict[str, StepDef]) -> list[Any]:
     """The engine's listeners after the chat: lead times, the post-deploy watch, Manual Tests."""
     from bot.lead_time import LeadTimes
     from bot.manual_tests import ManualTests
     from bot.watch import Watcher
 
-    return [LeadTimes(settings, store), Watcher(settings, store, chat, redactor),
+    return [LeadTimes(settings, store), Watcher(settings, store, chat, redactor, steps),
             ManualTests(settings, store, chat, redactor)]
 
 

@@ -37,7 +37,7 @@ from bot.providers import posthog, supabase_api
 from bot.providers.http import ProviderError, make_client
 from bot.redact import Redactor
 from bot.runbook.model import Decision, Gate, Release, ReleaseStatus, StepRecord, StepResult, utcnow
-from bot.runbook.registry import REGISTRY, StepContext, load_steps
+from bot.runbook.step import StepContext, StepDef
 from bot.scheduler import PERSISTENT, job_key, register_target, target
 from bot.store import Store
 
@@ -111,11 +111,12 @@ def evaluate(baseline: Reading, now: Reading, baseline_rate: float | None, setti
 
 
 # --- readings --------------------------------------------------------------------------------
-async def read_health(settings: Settings, redactor: Redactor, release: Release) -> Reading:
-    """`/api/health` through the runbook's health step, and Supabase's service health."""
+async def read_health(settings: Settings, redactor: Redactor, release: Release,
+                      steps: dict[str, StepDef]) -> Reading:
+    """`/api/health` through the catalog's health step, and Supabase's service health."""
     reading = Reading()
     if settings.STAGING_URL:
-        result = await _run_step("health", settings, redactor, release)
+        result = await _run_step(steps["health"], settings, redactor, release)
         reading.health_ok = result.outcome.value != "fail"
         reading.health_summary = result.summary
         for warning in result.data.get("warnings") or []:
@@ -134,17 +135,14 @@ async def read_health(settings: Settings, redactor: Redactor, release: Release) 
     return reading
 
 
-async def _run_step(name: str, settings: Settings, redactor: Redactor, release: Release) -> StepResult:
-    load_steps()
-    sdef = REGISTRY[name]
-
+async def _run_step(sdef: StepDef, settings: Settings, redactor: Redactor, release: Release) -> StepResult:
     async def progress(text: str) -> None:
         return None
 
     async def ask(gate: Gate) -> Decision:
         raise RuntimeError("the watch's health check asked a question")
 
-    ctx = StepContext(settings=settings, release=release, step_name=name, options={},
+    ctx = StepContext(settings=settings, release=release, step_name=sdef.name, options={},
                       redact=redactor, progress=progress, ask=ask)
     try:
         async with asyncio.timeout(sdef.timeout or 120):
@@ -193,8 +191,10 @@ def _minutes(settings: Settings) -> str:
 class Watcher(Listener):
     """Starts, runs and ends post-deploy watches; a listener of the engine."""
 
-    def __init__(self, settings: Settings, store: Store, chat: Chat, redactor: Redactor) -> None:
+    def __init__(self, settings: Settings, store: Store, chat: Chat, redactor: Redactor,
+                 steps: dict[str, StepDef]) -> None:
         self.settings = settings
+        self.steps = steps
         self.store = store
         self.chat = chat
         self.redact = redactor
@@ -265,7 +265,7 @@ class Watcher(Listener):
     # --- baseline and start -----------------------------------------------------------------
     async def _baseline(self, release: Release) -> None:
         assert release.id is not None
-        reading = await read_health(self.settings, self.redact, release)
+        reading = await read_health(self.settings, self.redact, release, self.steps)
         self._update(release.id, baseline=json.dumps(asdict(reading)))
 
     async def start(self, release: Release) -> None:
@@ -335,7 +335,7 @@ class Watcher(Listener):
             return ENDED
         baseline_data = json.loads(row["baseline"] or "{}")
         baseline = Reading(**{k: v for k, v in baseline_data.items() if k in Reading.__dataclass_fields__})
-        reading = await read_health(self.settings, self.redact, release)
+        reading = await read_health(self.settings, self.redact, release, self.steps)
         now = self.clock()
         if posthog_ready(self.settings):
             try:

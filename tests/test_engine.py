@@ -21,7 +21,7 @@ from bot.runbook.model import (
     StepResult,
     StepState,
 )
-from bot.runbook.registry import StepContext, StepDef
+from bot.runbook.step import StepContext, StepDef
 from bot.store import Store
 from tests.helpers import make_settings
 
@@ -96,7 +96,7 @@ def make_engine(steps: dict[str, StepFn], runbook_yaml: str, store: Store | None
                 requires: dict[str, tuple[str, ...]] | None = None,
                 **settings: Any) -> tuple[Engine, RecordingReporter, Store]:
     registry = {
-        name: StepDef(name=name, title=name.title(), phase="p", run=fn, describe=f"does {name}",
+        name: StepDef(name=name, title=name.title(), run=fn, describe=f"does {name}",
                       requires=(requires or {}).get(name, ()), timeout=5)
         for name, fn in steps.items()
     }

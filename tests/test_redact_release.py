@@ -23,7 +23,7 @@ from bot.redact import MASK, default_redactor
 from bot.runbook.engine import Engine
 from bot.runbook.loader import parse_runbook
 from bot.runbook.model import Gate, GateAction, ReleaseStatus, StepResult
-from bot.runbook.registry import StepContext, StepDef
+from bot.runbook.step import StepContext, StepDef
 from bot.store import Store
 from tests.helpers import make_settings
 
@@ -80,7 +80,7 @@ async def test_weak_password_leaves_data_ids_and_buttons_intact(
     monkeypatch.setattr(redactor, "_secrets", list(redactor._secrets))  # restored afterwards
     settings = make_settings(STAGING_TEST_USER_PASSWORD=PASSWORD)
     redactor.add(settings.secret_values())
-    registry = {name: StepDef(name=name, title=name.title(), phase="one", run=fn,
+    registry = {name: StepDef(name=name, title=name.title(), run=fn,
                               describe=name, timeout=30)
                 for name, fn in (("measure", measure), ("approve", approve), ("check", check))}
     database = tmp_path / "log.db"

@@ -16,7 +16,7 @@ from bot.report import release_table
 from bot.runbook.engine import Engine
 from bot.runbook.loader import parse_runbook
 from bot.runbook.model import Link, ReleaseStatus, StepResult, StepState
-from bot.runbook.registry import StepContext, StepDef
+from bot.runbook.step import StepContext, StepDef
 from bot.store import Store
 from tests.helpers import make_settings
 
@@ -50,7 +50,7 @@ def _step(name: str, results: dict[str, StepResult]) -> StepDef:
     async def run(ctx: StepContext) -> StepResult:
         return results[name]
 
-    return StepDef(name=name, title=name.title(), phase="any", run=run, describe=name, timeout=30)
+    return StepDef(name=name, title=name.title(), run=run, describe=name, timeout=30)
 
 
 async def _release(results: dict[str, StepResult]) -> tuple[ConsoleChat, Store, int]:

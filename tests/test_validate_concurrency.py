@@ -17,11 +17,12 @@ from bot.redact import Redactor
 from bot.runbook.engine import Engine
 from bot.runbook.loader import DEFAULT_RUNBOOK, parse_runbook
 from bot.runbook.model import ReleaseStatus, StepResult, StepState
-from bot.runbook.registry import StepContext, StepDef, load_steps
+from bot.runbook.step import StepContext, StepDef
 from bot.sandbox.posthog import PostHogState, create_posthog_app
 from bot.sandbox.server import serve
 from bot.sandbox.services import RedisServer
 from bot.sandbox.staging_app import StagingState
+from bot.steps.registry import STEPS
 from bot.store import Store
 from tests.helpers import make_settings
 
@@ -47,7 +48,7 @@ async def test_validate_checks_run_at_the_same_time(
     # The staging app reports each completed coach answer, as the real app does.
     state.on_chat_completed = lambda info: posthog.add_event(
         "i_chat_completed", datetime.now(UTC), distinct_id="staging-qa", environment="staging")
-    registry = dict(load_steps())
+    registry = dict(STEPS)
     default = parse_runbook(DEFAULT_RUNBOOK.read_text(), registry)
     validate = next(p for p in default.phases if p.name == "validate")
     assert validate.concurrent and set(CHECKS) <= {s.name for s in validate.steps}

@@ -251,11 +251,12 @@ class Recorder:
 async def test_with_nothing_to_watch_the_thread_is_told_once_and_nothing_is_scheduled() -> None:
     from bot.redact import Redactor
     from bot.runbook.model import Release
+    from bot.steps.registry import STEPS
     from bot.store import Store
 
     store = Store(":memory:")
     chat = Recorder()
-    watcher = Watcher(make_settings(DATABASE_PATH=":memory:"), store, chat, Redactor())
+    watcher = Watcher(make_settings(DATABASE_PATH=":memory:"), store, chat, Redactor(), STEPS)
     release = store.create_release(Release(environment="staging", ref="main", started_by="U0ALICE",
                                            channel="C1", thread_ts="1.0",
                                            status=ReleaseStatus.SUCCEEDED))

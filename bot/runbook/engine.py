@@ -36,7 +36,7 @@ from bot.runbook.model import (
     StepState,
     utcnow,
 )
-from bot.runbook.registry import StepContext, StepDef
+from bot.runbook.step import StepContext, StepDef
 from bot.store import Store
 
 log = logging.getLogger(__name__)
