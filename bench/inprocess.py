@@ -24,6 +24,7 @@ from typing import Any
 from bench.results import Results, Row, value_at_most
 from bot.chat.blocks import Message
 from bot.chat.reporter import ChatReporter
+from bot.locks import SqliteLock
 from bot.redact import Redactor
 from bot.runbook.engine import Engine
 from bot.runbook.loader import parse_runbook
@@ -118,9 +119,9 @@ async def run_release(interval: float, steps: int = 40) -> tuple[int, int]:
                             registry)
     store = Store(":memory:")
     chat = CountingChat()
-    reporter = ChatReporter(chat, store, Redactor(), default_channel="C1", interval=interval)
+    reporter = ChatReporter(chat, Redactor(), default_channel="C1", interval=interval)
     engine = Engine(settings=make_settings(), store=store, reporter=reporter, runbook=runbook,
-                    registry=registry)
+                    registry=registry, lock=SqliteLock(store))
     release = await engine.start(ref="main", user="U1", channel="C1")
     await engine.wait(release.id or 0)
     return chat.updates, steps * 2

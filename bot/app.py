@@ -20,10 +20,12 @@ from bot.chat.slack import SlackChat, make_web_client
 from bot.chat.slack_groups import members_of
 from bot.config import MissingSetting, Settings
 from bot.kb import KnowledgeBase
-from bot.locks import RedisLock
+from bot.locks import RedisLock, SqliteLock
 from bot.redact import Redactor, default_redactor
+from bot.refs import resolve_sha
 from bot.runbook.engine import Engine
 from bot.runbook.loader import load_runbook
+from bot.runbook.ports import ShaLookup
 from bot.runbook.step import StepDef
 from bot.service import ReleaseService
 from bot.steps.registry import STEPS
@@ -75,12 +77,8 @@ def build_runtime(settings: Settings, chat: Chat, *, store: Store | None = None,
     registry = STEPS if steps is None else steps
     runbook = load_runbook(settings.RUNBOOK_PATH, registry)
     store = store or Store(settings.DATABASE_PATH)
-    lock = None
-    if settings.REDIS_URL is not None:
-        import redis.asyncio as aioredis
-
-        lock = RedisLock(aioredis.from_url(settings.secret("REDIS_URL")))
-    reporter = ChatReporter(chat, store, redactor, default_channel=settings.RELEASE_CHANNEL,
+    lock = build_lock(settings)
+    reporter = ChatReporter(chat, redactor, default_channel=settings.RELEASE_CHANNEL,
                             interval=update_interval)
     telemetry = BotTelemetry.from_settings(settings)
     listeners = after_deploy_listeners(settings, store, chat, redactor, registry)
@@ -88,13 +86,31 @@ def build_runtime(settings: Settings, chat: Chat, *, store: Store | None = None,
     extra = [r for r in (*listeners, telemetry, knowledge) if r]
     engine = Engine(settings=settings, store=store,
                     reporter=Reporters(reporter, *extra) if extra else reporter,
-                    runbook=runbook, registry=registry, redactor=redactor, lock=lock)
+                    runbook=runbook, registry=registry, redactor=redactor,
+                    lock=lock or SqliteLock(store), find_sha=sha_lookup(settings, redactor))
     service = ReleaseService(settings, engine, store, chat)
     runtime = Runtime(settings=settings, store=store, engine=engine, reporter=reporter,
                       service=service, chat=chat, redactor=redactor, lock=lock,
                       telemetry=telemetry, listeners=listeners)
     _wire_rollback(runtime)
     return runtime
+
+
+def build_lock(settings: Settings) -> RedisLock | None:
+    """Redis's lock when REDIS_URL is set (None otherwise: the release log's lock serves)."""
+    if settings.REDIS_URL is None:
+        return None
+    import redis.asyncio as aioredis
+
+    return RedisLock(aioredis.from_url(settings.secret("REDIS_URL")))
+
+
+def sha_lookup(settings: Settings, redactor: Redactor) -> ShaLookup:
+    """The engine's SHA lookup: the workspace's origin, else GitHub (bot.refs)."""
+    async def find_sha(ref: str) -> str | None:
+        return await resolve_sha(settings, ref, redactor)
+
+    return find_sha
 
 
 def after_deploy_listeners(settings: Settings, store: Store, chat: Chat, redactor: Redactor,

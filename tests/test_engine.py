@@ -9,6 +9,9 @@ from typing import Any
 
 import pytest
 
+from bot.app import sha_lookup
+from bot.locks import SqliteLock
+from bot.redact import Redactor
 from bot.runbook.engine import Engine, EngineError
 from bot.runbook.loader import parse_runbook
 from bot.runbook.model import (
@@ -102,8 +105,11 @@ def make_engine(steps: dict[str, StepFn], runbook_yaml: str, store: Store | None
     }
     store = store or Store(":memory:")
     reporter = RecordingReporter(store)
-    engine = Engine(settings=make_settings(**settings), store=store, reporter=reporter,
-                    runbook=parse_runbook(runbook_yaml, registry), registry=registry)
+    config = make_settings(**settings)
+    engine = Engine(settings=config, store=store, reporter=reporter,
+                    runbook=parse_runbook(runbook_yaml, registry), registry=registry,
+                    lock=SqliteLock(store),
+                    find_sha=sha_lookup(config, Redactor(config.secret_values())))
     return engine, reporter, store
 
 

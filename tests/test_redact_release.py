@@ -19,6 +19,7 @@ from bot import cli
 from bot.chat.blocks import GATE_ACTION_PREFIX
 from bot.chat.console import ConsoleChat
 from bot.chat.reporter import ChatReporter
+from bot.locks import SqliteLock
 from bot.redact import MASK, default_redactor
 from bot.runbook.engine import Engine
 from bot.runbook.loader import parse_runbook
@@ -87,9 +88,10 @@ async def test_weak_password_leaves_data_ids_and_buttons_intact(
     store = Store(database)
     out = io.StringIO()
     chat = ConsoleChat(out=out, redactor=redactor)
-    reporter = ChatReporter(chat, store, redactor, default_channel="C1", interval=0)
+    reporter = ChatReporter(chat, redactor, default_channel="C1", interval=0)
     engine = Engine(settings=settings, store=store, reporter=reporter,
-                    runbook=parse_runbook(RUNBOOK, registry), registry=registry, redactor=redactor)
+                    runbook=parse_runbook(RUNBOOK, registry), registry=registry, redactor=redactor,
+                    lock=SqliteLock(store))
 
     release = await engine.start(ref="main", user="U1", channel="C1")
     assert release.id is not None

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from bot.config import Settings
+from bot.locks import SqliteLock
 from bot.providers.supabase_cli import SupabaseCli
 from bot.rollback import applied_migrations
 from bot.runbook.engine import Engine
@@ -199,7 +200,7 @@ async def test_a_skip_keeps_who_and_why_and_schema_current_then_warns_naming_it(
     runbook = parse_runbook("phases: [{name: p, steps: [{name: migrations_review}, "
                             "{name: migrations_push}, {name: schema_current}]}]", STEPS)
     engine = Engine(settings=settings_for(ws, url, supabase_cli), store=store, reporter=reporter,
-                    runbook=runbook, registry=STEPS)
+                    runbook=runbook, registry=STEPS, lock=SqliteLock(store))
     release = await engine.start(ref=BRANCH, user="U0ALICE", channel=None)
     await asyncio.wait_for(reporter.gates.get(), 120)
     answered = await engine.decide(release.id or 0, "migrations_review", gate_key([V4]), "skip",

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from bot.chat.blocks import Message
 from bot.chat.reporter import ChatReporter
+from bot.locks import SqliteLock
 from bot.redact import Redactor
 from bot.runbook.engine import Engine
 from bot.runbook.loader import DEFAULT_RUNBOOK, parse_runbook
@@ -76,7 +77,8 @@ async def test_validate_checks_run_at_the_same_time(
             POSTHOG_PERSONAL_API_KEY=posthog.personal_api_key, STAGING_TELEMETRY_WAIT_SECONDS=5)
         store = Store(":memory:")
         engine = Engine(settings=settings, store=store, runbook=runbook, registry=registry,
-                        reporter=ChatReporter(Quiet(), store, Redactor(), default_channel="C1"))
+                        reporter=ChatReporter(Quiet(), Redactor(), default_channel="C1"),
+                        lock=SqliteLock(store))
         release = await engine.start(ref="main", user="U1", channel="C1")
         done = await engine.wait(release.id or 0)
     assert sorted(started) == sorted(CHECKS)

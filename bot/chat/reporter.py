@@ -21,9 +21,8 @@ from bot.chat import blocks
 from bot.chat.blocks import Message
 from bot.chat.port import Chat, ChatRefused
 from bot.redact import Redactor
-from bot.runbook.engine import AnnounceRefused
 from bot.runbook.model import Decision, Gate, Release, StepRecord, StepState
-from bot.store import Store
+from bot.runbook.ports import AnnounceRefused
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +42,10 @@ class _Thread:
 class ChatReporter:
     """Reporter over a Chat; `interval` is the minimum time between parent updates."""
 
-    def __init__(self, chat: Chat, store: Store, redactor: Redactor, *,
+    def __init__(self, chat: Chat, redactor: Redactor, *,
                  default_channel: str | None = None, interval: float = 1.0,
                  rollback_enabled: bool = False) -> None:
         self.chat = chat
-        self.store = store
         self.redact = redactor
         self.default_channel = default_channel
         self.interval = interval
@@ -70,9 +68,8 @@ class ChatReporter:
             except AnnounceRefused:
                 self._threads.pop(release.id or 0, None)
                 raise
-            release.channel = channel
+            release.channel = channel  # where it was announced: the engine records it
             release.thread_ts = ts
-            self.store.save_release(release)
             thread.last_update = time.monotonic()
 
     async def _post_parent(self, channel: str, message: Message) -> str:
