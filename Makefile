@@ -11,11 +11,14 @@ STAMP := $(VENV)/.installed-stamp
 
 install: $(STAMP)
 
+# The bot is installed editable; sandbox/ (the demo's emulators and app template) is not in its
+# wheel, so a .pth file puts this checkout on the venv's path: `sandbox` imports for the demo and tests.
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -c 'import sys, sysconfig, pathlib; pathlib.Path(sysconfig.get_path("purelib"), "release-bot-checkout.pth").write_text(sys.argv[1] + "\n")' '$(CURDIR)'
 	@touch $(STAMP)
 
 tools:
@@ -26,7 +29,7 @@ demo: install
 	$(BIN)/release-bot demo
 
 lint: install
-	$(BIN)/ruff check bot handlers tests bench
+	$(BIN)/ruff check bot handlers sandbox tests bench
 
 typecheck: install
 	$(BIN)/mypy

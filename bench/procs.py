@@ -104,7 +104,7 @@ async def wait_healthy(url: str, popen: subprocess.Popen[bytes], timeout: float 
 
 
 async def start_slack_emulator(cwd: Path) -> Proc:
-    """bot/sandbox/slack_api.py in its own process (bench/slack_emulator.py)."""
+    """tests/mock_slack_api.py in its own process (bench/slack_emulator.py)."""
     port = free_port()
     popen = spawn("slack", [sys.executable, str(HERE / "slack_emulator.py"), str(port)],
                   base_env(), cwd)

@@ -26,13 +26,13 @@ from bot.chat.blocks import GATE_ACTION_PREFIX
 from bot.chat.pacing import SLACK_POST_INTERVAL
 from bot.chat.slack import SlackChat
 from bot.runbook.model import Release
-from bot.sandbox.demo import RELEASE_REF, Sandbox
-from bot.sandbox.github import create_github_app
-from bot.sandbox.posthog import create_posthog_app
-from bot.sandbox.server import serve
-from bot.sandbox.staging_app import create_staging_app
-from bot.sandbox.supabase_api import create_supabase_app
-from bot.sandbox.vercel import create_vercel_app
+from sandbox.demo import RELEASE_REF, Sandbox
+from sandbox.github import create_github_app
+from sandbox.posthog import create_posthog_app
+from sandbox.server import serve
+from sandbox.staging_app import create_staging_app
+from sandbox.supabase_api import create_supabase_app
+from sandbox.vercel import create_vercel_app
 from tests.slack_e2e import SlackHarness
 
 ONCE_PER_PROCESS = ("auth.test",)

@@ -1,4 +1,4 @@
-"""The Slack Web API emulator (`bot/sandbox/slack_api.py`) in a process of its own.
+"""The Slack Web API emulator (`tests/mock_slack_api.py`) in a process of its own.
 
 `python bench/slack_emulator.py PORT` serves it on 127.0.0.1:PORT. Besides the emulator's routes:
 `GET /healthz` (ready) and `GET /bench/counts` (how many Web API calls and `response_url`
@@ -12,8 +12,8 @@ import sys
 
 from aiohttp import web
 
-from bot.sandbox.server import serve
-from bot.sandbox.slack_api import STATE_KEY, SlackState, create_slack_app
+from sandbox.server import serve
+from tests.mock_slack_api import STATE_KEY, SlackState, create_slack_app
 
 BOT_TOKEN = "xoxb-sandbox-token"
 

@@ -15,7 +15,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.chat.port import Chat
-from bot.chat.reporter import ChatReporter
+from bot.chat.reporter import PARENT_UPDATE_SECONDS, ChatReporter
 from bot.chat.slack import SlackChat, make_web_client
 from bot.chat.slack_groups import members_of
 from bot.config import MissingSetting, Settings
@@ -70,7 +70,8 @@ def build_redactor(settings: Settings) -> Redactor:
 
 
 def build_runtime(settings: Settings, chat: Chat, *, store: Store | None = None,
-                  update_interval: float = 1.0, steps: dict[str, StepDef] | None = None) -> Runtime:
+                  update_interval: float = PARENT_UPDATE_SECONDS,
+                  steps: dict[str, StepDef] | None = None) -> Runtime:
     """Assemble store, engine, reporter and service around `chat`; `steps` is the catalog the
     runbook names (every step of `bot.steps.registry` unless given)."""
     redactor = build_redactor(settings)

@@ -168,9 +168,19 @@ def cmd_console(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.sandbox.demo import run_demo
+DEMO_NEEDS_CHECKOUT = ("release-bot: the demo needs a checkout of the repository (its sandbox/ package "
+                      "is not part of the bot's install); clone it and run `make demo`")
 
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the sandbox demo; the sandbox lives in the repository, not in the bot's wheel."""
+    try:
+        from sandbox.demo import run_demo
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("sandbox", "sandbox.demo"):
+            raise
+        print(DEMO_NEEDS_CHECKOUT, file=sys.stderr)
+        return 1
     return asyncio.run(run_demo(keep=args.keep, rollback=not args.no_rollback))
 
 

@@ -28,25 +28,38 @@ LOG_LIMIT = 4000
 # Secrets longer than this are not expected; a cut leaves this much extra text to redact, so a
 # secret straddling the cut is masked before the final cut.
 _MARGIN = 512
+# The bot redacts the same short texts over and over (a status message's labels, a button's
+# text): up to this many answers for texts up to this long are remembered until a secret is added.
+_CACHE_ENTRIES = 2048
+_CACHE_TEXT = 8192
 
+# Token shapes that start at a word boundary, one alternative each; they run as one pattern, so
+# a text is scanned once for all of them rather than once per shape.
+_TOKEN_SHAPES = (
+    r"xox[abposre]-[A-Za-z0-9-]{8,}",
+    r"xapp-[A-Za-z0-9-]{8,}",
+    r"sk-[A-Za-z0-9_-]{16,}",
+    r"ph[xc]_[A-Za-z0-9]{16,}",
+    r"sbp_[A-Za-z0-9]{16,}",
+    r"sb_secret_[A-Za-z0-9_-]{8,}",
+    r"re_[A-Za-z0-9]{6,}_[A-Za-z0-9]{8,}",
+    r"(?:ghp|gho|ghs|ghu|ghr)_[A-Za-z0-9]{20,}",
+    r"github_pat_[A-Za-z0-9_]{20,}",
+    r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
+)
 TOKEN_PATTERNS: list[re.Pattern[str]] = [
-    re.compile(r"\bxox[abposre]-[A-Za-z0-9-]{8,}"),
-    re.compile(r"\bxapp-[A-Za-z0-9-]{8,}"),
+    re.compile(r"\b(?:" + "|".join(_TOKEN_SHAPES) + ")"),
     re.compile(r"https://hooks\.slack(?:-gov)?\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_-]+"),
-    re.compile(r"\bsk-[A-Za-z0-9_-]{16,}"),
-    re.compile(r"\bph[xc]_[A-Za-z0-9]{16,}"),
-    re.compile(r"\bsbp_[A-Za-z0-9]{16,}"),
-    re.compile(r"\bsb_secret_[A-Za-z0-9_-]{8,}"),
-    re.compile(r"\bre_[A-Za-z0-9]{6,}_[A-Za-z0-9]{8,}"),
-    re.compile(r"\b(?:ghp|gho|ghs|ghu|ghr)_[A-Za-z0-9]{20,}"),
-    re.compile(r"\bgithub_pat_[A-Za-z0-9_]{20,}"),
-    re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
     re.compile(r"(?i)(\b(?:bearer|basic|token)[ \t]+)[A-Za-z0-9._~+/=-]{8,}"),
     # libpq keyword strings, env assignments and JSON: password=..., PGPASSWORD=...,
     # "password": "...", access_token=..., client_secret=..., POSTHOG_API_KEY=...
     re.compile(r"""(?i)(\b(?:[a-z0-9]+_)*(?:pg)?(?:password|passwd|pwd|secret|api[_-]?key|token)"""
                r"""["']?[ \t]*[=:][ \t]*["']?)[^\s"'&;,]+"""),
 ]
+# Words one of which a text must hold (in any case) for the pattern at the same place in
+# TOKEN_PATTERNS to match at all; a text without any skips that pattern (a scan of the text in C).
+_NEEDS: list[tuple[str, ...]] = [(), (), ("bearer", "basic", "token"),
+                                 ("pass", "pwd", "secret", "key", "token")]
 _JOINERS = ".-"
 # Keys whose values are identifiers, never redacted (with everything under them), compared in
 # lower case with spaces and hyphens as `_`: Slack's ids and button payloads, stored ids, SHAs,
@@ -165,6 +178,7 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._secrets: list[str] = []
+        self._known: dict[str, str] = {}
         self.add(secrets)
 
     def add(self, secrets: Iterable[str]) -> None:
@@ -173,6 +187,7 @@ class Redactor:
             if value and len(value) >= 4 and value not in self._secrets:
                 self._secrets.append(value)
         self._secrets.sort(key=len, reverse=True)
+        self._known.clear()  # an answer given before may now hold a secret
 
     def __call__(self, text: str) -> str:
         return self.text(text)
@@ -183,9 +198,22 @@ class Redactor:
         masked whole)."""
         if not text:
             return text
+        if len(text) > _CACHE_TEXT:
+            return self._redacted(text)
+        known = self._known.get(text)
+        if known is None:
+            if len(self._known) >= _CACHE_ENTRIES:
+                self._known.clear()
+            known = self._known[text] = self._redacted(text)
+        return known
+
+    def _redacted(self, text: str) -> str:
         spans = [span for value in self._secrets for span in _occurrences(text, value)]
         spans.extend(_url_password_spans(text))
-        for pattern in TOKEN_PATTERNS:
+        lowered = text.lower()
+        for pattern, needs in zip(TOKEN_PATTERNS, _NEEDS, strict=True):
+            if needs and not any(word in lowered for word in needs):
+                continue
             group = 1 if pattern.groups else 0
             spans.extend((m.end(group) if group else m.start(), m.end())
                          for m in pattern.finditer(text))

@@ -13,6 +13,7 @@ from typing import Any
 from posthog import Posthog
 
 from bot.config import Settings
+from bot.redact import default_redactor
 from bot.runbook.model import Decision, Release, StepRecord, StepState
 
 log = logging.getLogger(__name__)
@@ -84,10 +85,14 @@ class BotTelemetry:
 
 
 class Reporters:
-    """Fan engine events out to several reporters (chat first, then telemetry, knowledge base).
+    """Fan engine events out to the chat reporter and the listeners after it (telemetry, the
+    knowledge base, the post-deploy watch).
 
     Every reporter hears every event even when an earlier one raised (Slack being down must not
-    keep the release out of the knowledge base); the first error is raised afterwards.
+    keep the release out of the knowledge base). The first reporter is the chat: its error is
+    raised afterwards, as the engine must hear it (a parent message that cannot be posted stops
+    the release before it runs). A listener's error is logged and goes no further: a knowledge
+    base that cannot be written or a PostHog outage never changes a release's outcome.
     """
 
     def __init__(self, *reporters: Any) -> None:
@@ -99,11 +104,15 @@ class Reporters:
 
         async def forward(*args: Any) -> None:
             first: Exception | None = None
-            for reporter in self.reporters:
+            for index, reporter in enumerate(self.reporters):
                 try:
                     await getattr(reporter, name)(*args)
                 except Exception as exc:
-                    first = first or exc
+                    if index == 0:
+                        first = exc
+                    else:
+                        log.error("%s failed on %s: %s", type(reporter).__name__, name,
+                                  default_redactor().log_text(f"{type(exc).__name__}: {exc}"))
             if first is not None:
                 raise first
 

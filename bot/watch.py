@@ -14,6 +14,8 @@
   Roll back; the watch ends there.
 - A quiet watch ends with one line ("30 min watched: no regression"); a rollback or a newer
   release ends it early. The watch keeps one status message in the thread, updated per check.
+
+The readings and the comparison with the baseline are `bot.watch_readings`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -33,22 +35,30 @@ from bot.chat.blocks import ROLLBACK_ACTION, Message
 from bot.chat.port import Chat
 from bot.config import Settings
 from bot.listener import Listener, guarded
-from bot.providers import posthog, supabase_api
-from bot.providers.http import ProviderError, make_client
+from bot.providers import supabase_api
+from bot.providers.http import ProviderError
 from bot.redact import Redactor
-from bot.runbook.model import Decision, Gate, Release, ReleaseStatus, StepRecord, StepResult, utcnow
-from bot.runbook.step import StepContext, StepDef
+from bot.runbook.model import Release, ReleaseStatus, StepRecord, utcnow
+from bot.runbook.step import StepDef
 from bot.scheduler import PERSISTENT, job_key, register_target, target
 from bot.store import Store
+from bot.watch_readings import (
+    BASELINE_WINDOW,
+    FAILURE_EVENT,
+    WINDOW,
+    Reading,
+    Verdict,
+    count_failures,
+    evaluate,
+    posthog_ready,
+    read_health,
+)
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.base import BaseScheduler
 
 log = logging.getLogger(__name__)
 
-FAILURE_EVENT = "i_request_failed"
-WINDOW = timedelta(minutes=5)
-BASELINE_WINDOW = timedelta(hours=1)
 TARGET = "watch"
 WATCHING, ENDED = "watching", "ended"
 
@@ -66,121 +76,10 @@ def m001_watches(db: sqlite_utils.Database) -> None:
     )
 
 
-@dataclass
-class Reading:
-    """What one look at staging found. `None` means not measured (not configured or failed)."""
-
-    health_ok: bool | None = None
-    health_summary: str = ""
-    providers: dict[str, str] = field(default_factory=dict)
-    services: dict[str, str] = field(default_factory=dict)
-    failures: int | None = None
-    notes: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Verdict:
-    """A check's conclusion: whether health was not ok, the reasons, and a rate regression."""
-
-    unhealthy: bool
-    reasons: list[str]
-    rate_regression: str | None = None
-
-
-def evaluate(baseline: Reading, now: Reading, baseline_rate: float | None, settings: Settings,
-             ) -> Verdict:
-    """Compare one reading with the baseline (pure)."""
-    reasons: list[str] = []
-    if now.health_ok is False:
-        reasons.append(f"/api/health: {now.health_summary}")
-    for name, status in now.providers.items():
-        if status != "ok" and baseline.providers.get(name, "ok") == "ok":
-            reasons.append(f"AI provider {name} is {status} (was ok)")
-    for name, status in now.services.items():
-        if status != supabase_api.HEALTHY and baseline.services.get(name, supabase_api.HEALTHY) \
-                == supabase_api.HEALTHY:
-            reasons.append(f"Supabase {name} is {status} (was {supabase_api.HEALTHY})")
-    rate = None
-    if now.failures is not None and baseline_rate is not None:
-        limit = settings.WATCH_FAILURE_RATIO * baseline_rate
-        if now.failures >= settings.WATCH_MIN_FAILURES and now.failures > limit:
-            rate = (f"{now.failures} `{FAILURE_EVENT}` in the last 5 min, above "
-                    f"{settings.WATCH_FAILURE_RATIO:g} × the hour before the release "
-                    f"({baseline_rate:.1f} per 5 min)")
-    return Verdict(unhealthy=bool(reasons), reasons=reasons, rate_regression=rate)
-
-
-# --- readings --------------------------------------------------------------------------------
-async def read_health(settings: Settings, redactor: Redactor, release: Release,
-                      steps: dict[str, StepDef]) -> Reading:
-    """`/api/health` through the catalog's health step, and Supabase's service health."""
-    reading = Reading()
-    if settings.STAGING_URL:
-        result = await _run_step(steps["health"], settings, redactor, release)
-        reading.health_ok = result.outcome.value != "fail"
-        reading.health_summary = result.summary
-        for warning in result.data.get("warnings") or []:
-            name, _, status = str(warning).partition(" is ")
-            if status and not name.startswith("analytics"):
-                reading.providers[name] = status
-    else:
-        reading.notes.append("STAGING_URL is not set: /api/health not read")
-    if settings.SUPABASE_PROJECT_REF and settings.SUPABASE_ACCESS_TOKEN:
-        try:
-            async with supabase_api.supabase_client(settings) as client:
-                for service in await supabase_api.project_health(client, settings.SUPABASE_PROJECT_REF):
-                    reading.services[service.name] = service.status
-        except ProviderError as exc:
-            reading.notes.append(redactor(str(exc)))
-    return reading
-
-
-async def _run_step(sdef: StepDef, settings: Settings, redactor: Redactor, release: Release) -> StepResult:
-    async def progress(text: str) -> None:
-        return None
-
-    async def ask(gate: Gate) -> Decision:
-        raise RuntimeError("the watch's health check asked a question")
-
-    ctx = StepContext(settings=settings, release=release, step_name=sdef.name, options={},
-                      redact=redactor, progress=progress, ask=ask)
-    try:
-        async with asyncio.timeout(sdef.timeout or 120):
-            result = await sdef.run(ctx)
-    except TimeoutError:
-        result = StepResult.fail(f"timed out after {sdef.timeout or 120:g}s")
-    except Exception as exc:
-        result = StepResult.fail(f"could not be read ({type(exc).__name__})")
-    return StepResult.model_validate(redactor.data(result.model_dump()))
-
-
-def _staging_condition(settings: Settings) -> str:
-    prefix = settings.STAGING_TELEMETRY_DISTINCT_ID_PREFIX
-    if prefix:
-        return f" AND distinct_id LIKE {posthog.like_prefix(prefix)}"
-    name, sep, value = settings.STAGING_TELEMETRY_PROPERTY.partition("=")
-    if not sep or not name.strip():
-        return ""
-    return f" AND properties.{posthog.check_property_name(name.strip())} = {posthog.quote(value.strip())}"
-
-
-async def count_failures(settings: Settings, start: datetime, end: datetime | None = None) -> int:
-    """`i_request_failed` on staging in [start, end) (HogQL times are whole seconds), or since
-    `start` when `end` is None."""
-    until = f" AND timestamp < {posthog.hogql_time(end)}" if end is not None else ""
-    query = (f"SELECT count() AS n FROM events WHERE event = {posthog.quote(FAILURE_EVENT)}"  # noqa: S608
-             f" AND timestamp >= {posthog.hogql_time(start)}{until}{_staging_condition(settings)}")
-    async with make_client(settings.POSTHOG_HOST, token=settings.secret("POSTHOG_PERSONAL_API_KEY"),
-                           timeout=settings.HTTP_TIMEOUT_SECONDS) as client:
-        _, rows = await posthog.hogql(client, str(settings.POSTHOG_PROJECT_ID), query)
-    try:
-        return int(rows[0][0]) if rows and rows[0] else 0
-    except (TypeError, ValueError) as exc:
-        raise ProviderError(posthog.PROVIDER, "answered a count that is not a number") from exc
-
-
-def posthog_ready(settings: Settings) -> bool:
-    return bool(settings.POSTHOG_PROJECT_ID and settings.POSTHOG_PERSONAL_API_KEY)
+@migrations()
+def m002_open_watches_index(db: sqlite_utils.Database) -> None:
+    """Open watches are found through (state, release_id), not by reading a row per release."""
+    db.table("watches").create_index(["state", "release_id"], if_not_exists=True)
 
 
 # --- the watch -------------------------------------------------------------------------------

@@ -1,8 +1,15 @@
-"""Small helpers for sentences that read naturally: `plural(1, "step")` is "1 step"."""
+"""Small helpers for sentences that read naturally: `plural(1, "step")` is "1 step".
+
+A leaf: it imports nothing of the bot at run time, so any layer may use it (step states are
+compared by their values, which `StepState` members equal).
+"""
 
 from __future__ import annotations
 
-from bot.runbook.model import StepRecord, StepState
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.runbook.model import StepRecord
 
 
 def plural(count: int, noun: str, many: str | None = None) -> str:
@@ -12,11 +19,18 @@ def plural(count: int, noun: str, many: str | None = None) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    """`1h 02m`, `4m 12s` or `9s`."""
-    if seconds is None:
-        return "—"
-    seconds = round(seconds)
-    hours, rest = divmod(seconds, 3600)
+    """`1h 02m`, `4m 12s` or `9s`, rounded to the second ("—" when unknown)."""
+    return "—" if seconds is None else clock(round(seconds))
+
+
+def elapsed(seconds: float) -> str:
+    """How long something has been running, in whole seconds so far: 42.9 s is `42s`."""
+    return clock(int(max(seconds, 0)))
+
+
+def clock(whole: int) -> str:
+    """`1h 02m`, `4m 12s` or `9s` for a whole number of seconds."""
+    hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:
         return f"{hours}h {minutes:02d}m"
@@ -27,13 +41,13 @@ def duration(seconds: float | None) -> str:
 
 def tally(records: list[StepRecord]) -> str:
     """`5 passed, 1 failed, 2 skipped`: skipped steps are never counted as passed."""
-    def count(*states: StepState) -> int:
+    def count(*states: str) -> int:
         return sum(1 for r in records if r.state in states)
 
-    passed, warned = count(StepState.OK, StepState.WARN), count(StepState.WARN)
+    passed, warned = count("ok", "warn"), count("warn")
     parts = [f"{passed} passed" + (f" ({warned} with warnings)" if warned else "")]
-    for label, states in (("failed", (StepState.FAIL, StepState.INTERRUPTED)),
-                          ("skipped", (StepState.SKIPPED,)), ("cancelled", (StepState.CANCELLED,))):
+    for label, states in (("failed", ("fail", "interrupted")), ("skipped", ("skipped",)),
+                          ("cancelled", ("cancelled",))):
         if count(*states):
             parts.append(f"{count(*states)} {label}")
     return ", ".join(parts)

@@ -25,8 +25,8 @@ from aiohttp import web
 from bot.chat.blocks import GATE_ACTION_PREFIX, RETRY_ACTION
 from bot.durability import litestream_binary
 from bot.runbook.model import Release, ReleaseStatus, StepState
-from bot.sandbox.services import PostgresServer
 from bot.store import Store
+from sandbox.services import PostgresServer
 from tests.slack_e2e import BOT_TOKEN, SIGNING_SECRET, SlackHarness
 
 REPO = Path(__file__).resolve().parent.parent

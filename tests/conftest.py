@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.sandbox.server import serve
-from bot.sandbox.staging_app import StagingState, create_staging_app
-from bot.sandbox.workspace import Workspace, create_workspace
 from bot.store import Store
+from sandbox.server import serve
+from sandbox.staging_app import StagingState, create_staging_app
+from sandbox.workspace import Workspace, create_workspace
 from tests.slack_e2e import SlackHarness
 
 pytest_plugins = ["tests.conftest_services"]

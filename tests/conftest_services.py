@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.sandbox.services import PostgresServer, RedisServer, find_tool
+from sandbox.services import PostgresServer, RedisServer, find_tool
 
 
 def require_tool(name: str, package: str) -> Path:

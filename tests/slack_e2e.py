@@ -24,10 +24,10 @@ from slack_sdk.signature import SignatureVerifier
 from bot.app import Runtime, build_bolt_app
 from bot.chat.slack import SlackChat
 from bot.config import Settings
-from bot.sandbox.server import serve
-from bot.sandbox.slack_api import SlackState, create_slack_app, response_url_for
 from bot.server import create_web_app
+from sandbox.server import serve
 from tests.helpers import make_settings
+from tests.mock_slack_api import SlackState, create_slack_app, response_url_for
 
 SIGNING_SECRET = "sandbox-signing-secret-0123456789"
 BOT_TOKEN = "xoxb-sandbox-token"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.cli import DEMO_NEEDS_CHECKOUT
 from bot.runbook.model import Release, ReleaseStatus, StepRecord, StepResult, StepState
 from bot.store import Store
 
@@ -250,3 +252,28 @@ def test_log_loads_only_what_it_uses(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
                          cwd=REPO, timeout=60, check=False)
     assert "HEAVY [] 0" in out.stdout, out.stdout + out.stderr
+
+
+def test_demo_without_the_checkout_is_one_line(tmp_path: Path) -> None:
+    """The bot installed alone (no `sandbox` beside it): `demo` says it needs the repository."""
+    script = ("import sys\nfrom pathlib import Path\n"
+              f"sys.path[:] = [p for p in sys.path if Path(p or '.').resolve() != Path({str(REPO)!r})]\n"
+              "from bot.cli import main\nsys.exit(main(['demo']))\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "VERCEL_", "GITHUB_"))}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, timeout=60, check=False)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert out.stderr.splitlines() == [DEMO_NEEDS_CHECKOUT], out.stderr
+    assert "needs a checkout of the repository" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_only_the_demo_command_imports_the_sandbox() -> None:
+    """`bot/` and `handlers/` ship in the wheel without `sandbox/`; only `demo` reaches for it, lazily."""
+    importers = []
+    for path in sorted([*(REPO / "bot").rglob("*.py"), *(REPO / "handlers").rglob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n == "sandbox" or n.startswith("sandbox.") for n in names):
+                importers.append((path.relative_to(REPO).as_posix(), node.col_offset > 0))
+    assert importers == [("bot/cli.py", True)]

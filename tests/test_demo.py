@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from bot.sandbox.demo import run_demo
-from bot.sandbox.services import find_tool
+from sandbox.demo import run_demo
+from sandbox.services import find_tool
 
 MISSING = [t for t in ("postgres", "supabase", "redis-server", "chromium", "playwright")
            if find_tool(t) is None]

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from bot.runbook.loader import load_runbook
-from bot.sandbox import demo
 from bot.steps.registry import STEPS
+from sandbox import demo
 
 
 @pytest.mark.parametrize("absent", ["playwright", "chromium"])

@@ -21,16 +21,16 @@ from bot.cli import main
 from bot.commands import Command, parse_command
 from bot.config import Settings
 from bot.doctor import CHECKS, FAILED, NOT_CONFIGURED, OK, Row, exit_code, needed_scopes, run_doctor
-from bot.sandbox.github import GitHubState, create_github_app
-from bot.sandbox.posthog import PostHogState, create_posthog_app
-from bot.sandbox.server import serve
-from bot.sandbox.services import RedisServer
-from bot.sandbox.slack_api import SlackState, create_slack_app
-from bot.sandbox.supabase_api import SupabaseState, create_supabase_app
-from bot.sandbox.vercel import VercelState, create_vercel_app
-from bot.sandbox.workspace import Workspace
 from bot.store import Store
+from sandbox.github import GitHubState, create_github_app
+from sandbox.posthog import PostHogState, create_posthog_app
+from sandbox.server import serve
+from sandbox.services import RedisServer
+from sandbox.supabase_api import SupabaseState, create_supabase_app
+from sandbox.vercel import VercelState, create_vercel_app
+from sandbox.workspace import Workspace
 from tests.helpers import make_settings
+from tests.mock_slack_api import SlackState, create_slack_app
 
 ROWS = ["Slack", "GitHub", "Vercel", "PostHog", "Supabase API", "Database", "Staging Redis",
         "App workspace", "npm", "Supabase CLI", "Chromium"]

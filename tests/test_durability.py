@@ -15,10 +15,10 @@ import yaml
 
 from bot import durability, writer_lock
 from bot.runbook.model import Release, ReleaseStatus, StepRecord, StepResult, StepState
-from bot.sandbox.server import serve
-from bot.sandbox.slack_api import SlackState, create_slack_app
 from bot.store import Store
+from sandbox.server import serve
 from tests.bot_process import REPO, bot_env, free_port, serve_command
+from tests.mock_slack_api import SlackState, create_slack_app
 from tests.slack_e2e import BOT_TOKEN, SIGNING_SECRET
 
 

@@ -23,12 +23,12 @@ from typing import Any
 import pytest
 
 from bot.runbook.model import Release, ReleaseStatus, StepState
-from bot.sandbox.demo import RELEASE_REF, Sandbox
-from bot.sandbox.github import create_github_app
-from bot.sandbox.services import PostgresServer
-from bot.sandbox.staging_app import create_staging_app
-from bot.sandbox.vercel import NEVER, READY, BuildScript, create_vercel_app
-from bot.sandbox.workspace import create_workspace
+from sandbox.demo import RELEASE_REF, Sandbox
+from sandbox.github import create_github_app
+from sandbox.services import PostgresServer
+from sandbox.staging_app import create_staging_app
+from sandbox.vercel import NEVER, READY, BuildScript, create_vercel_app
+from sandbox.workspace import create_workspace
 from tests.bot_process import (
     ProcessHarness,
     approve,

@@ -27,10 +27,10 @@ import pytest
 
 from bot.providers.supabase_cli import SupabaseCli
 from bot.runbook.model import ReleaseStatus, StepState
-from bot.sandbox.server import CALLS_KEY, FAULTS_KEY
-from bot.sandbox.services import PostgresServer
-from bot.sandbox.staging_app import StagingState, create_staging_app
-from bot.sandbox.workspace import Workspace, create_workspace
+from sandbox.server import CALLS_KEY, FAULTS_KEY
+from sandbox.services import PostgresServer
+from sandbox.staging_app import StagingState, create_staging_app
+from sandbox.workspace import Workspace, create_workspace
 from tests.bot_process import (
     REPO,
     ProcessHarness,

@@ -14,9 +14,9 @@ from bot.locks import SqliteLock
 from bot.report import release_json, release_table
 from bot.runbook.model import Gate, GateAction, ReleaseStatus, StepResult, StepState
 from bot.runbook.step import StepContext
-from bot.sandbox.workspace import Workspace
 from bot.service import ReleaseService
 from bot.store import Store
+from sandbox.workspace import Workspace
 from tests.test_console import session
 from tests.test_engine import GATED, SEQUENTIAL, fail, gated_step, make_engine, ok
 

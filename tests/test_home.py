@@ -18,10 +18,10 @@ from bot.dora import compute
 from bot.home import HomeData, home_view
 from bot.lead_time import LeadTimes, first_commits
 from bot.runbook.model import Release, ReleaseStatus, StepRecord, StepState
-from bot.sandbox.github import GitHubState, create_github_app
-from bot.sandbox.server import serve
-from bot.sandbox.staging_app import StagingState
 from bot.store import Store
+from sandbox.github import GitHubState, create_github_app
+from sandbox.server import serve
+from sandbox.staging_app import StagingState
 from tests.helpers import make_settings
 from tests.slack_e2e import SlackHarness
 from tests.test_watch import released, watch_settings

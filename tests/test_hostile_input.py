@@ -19,9 +19,9 @@ from aiohttp import web
 
 from bot.chat.blocks import GATE_ACTION_PREFIX, RETRY_ACTION, ROLLBACK_ACTION
 from bot.runbook.model import ReleaseStatus
-from bot.sandbox.server import serve
 from bot.slack_request import Verifier
 from handlers.rollback import CALLBACK_ID
+from sandbox.server import serve
 from tests.slack_e2e import CHANNEL, SIGNING_SECRET, SlackHarness
 from tests.test_rollback import Env, env  # noqa: F401
 from tests.test_rollback_slack import bot_settings, submit, two_releases, view_values

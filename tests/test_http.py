@@ -63,8 +63,8 @@ async def test_a_request_that_creates_something_is_not_sent_twice_after_a_5xx() 
 
 
 async def test_deploy_timeout_creates_one_deployment_and_a_retry_reuses_it() -> None:
-    from bot.sandbox.server import FAULTS_KEY, serve
-    from bot.sandbox.vercel import VercelState, create_vercel_app
+    from sandbox.server import FAULTS_KEY, serve
+    from sandbox.vercel import VercelState, create_vercel_app
     from tests.helpers import StepHarness, make_settings
 
     state = VercelState()

@@ -22,9 +22,9 @@ from bot.kb import KnowledgeBase, add_retry_job, file_name
 from bot.rollback import Choices, controller
 from bot.runbook.model import Release, ReleaseStatus, StepResult
 from bot.runbook.step import StepContext
-from bot.sandbox.workspace import run_git
 from bot.store import Store
 from bot.telemetry import Reporters
+from sandbox.workspace import run_git
 from tests.helpers import make_settings
 from tests.test_engine import SEQUENTIAL, make_engine, ok
 from tests.test_rollback import Env, add_release, cli_env, env  # noqa: F401 - env is a fixture

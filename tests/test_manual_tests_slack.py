@@ -12,10 +12,10 @@ import httpx
 import sqlite_utils
 
 from bot.manual_tests import MANUAL_TESTS_ACTION, ManualTests, remind_job
-from bot.sandbox.staging_app import StagingState
 from bot.scheduler import PERSISTENT
 from bot.store import Store, migrations
 from handlers.manual_tests import CALLBACK_ID, CHECKED, NOTES, VALUE
+from sandbox.staging_app import StagingState
 from tests.slack_e2e import SlackHarness
 from tests.test_watch import blocks_of, released, watch_settings
 

@@ -19,8 +19,8 @@ import pytest
 from bot.chat.blocks import GATE_ACTION_PREFIX
 from bot.providers.supabase_cli import SupabaseCli
 from bot.runbook.model import Release, ReleaseStatus, StepState
-from bot.sandbox.services import PostgresServer
-from bot.sandbox.workspace import Workspace, create_workspace
+from sandbox.services import PostgresServer
+from sandbox.workspace import Workspace, create_workspace
 from tests.slack_e2e import SlackHarness
 
 RUNBOOK = """

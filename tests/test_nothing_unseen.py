@@ -15,10 +15,10 @@ from bot.chat.blocks import gate_message
 from bot.chat.slack_auth import quiet_logger, token_problem
 from bot.runbook.model import Gate, GateAction, ReleaseStatus, StepResult
 from bot.runbook.step import StepContext
-from bot.sandbox.server import serve
-from bot.sandbox.slack_api import SlackState, create_slack_app
-from bot.sandbox.staging_app import StagingState
+from sandbox.server import serve
+from sandbox.staging_app import StagingState
 from tests.helpers import make_settings
+from tests.mock_slack_api import SlackState, create_slack_app
 from tests.slack_e2e import BOT_TOKEN, CHANNEL, SlackHarness
 from tests.test_engine import make_engine
 

@@ -147,3 +147,15 @@ def test_structured_data_keeps_ids_numbers_and_button_values() -> None:
     assert out["view"]["private_metadata"] == view["private_metadata"]
     assert out["view"]["blocks"][0]["block_id"] == "123456"
     assert {k: v for k, v in out.items() if k != "view"} == {k: v for k, v in data.items() if k != "view"}
+
+
+def test_a_secret_added_later_is_masked_in_a_text_redacted_before() -> None:
+    """Answers are remembered for speed; a new secret makes the redactor forget them."""
+    redactor = Redactor()
+    text = "connect with hunter2hunter2 now"
+    assert redactor(text) == text
+    redactor.add(["hunter2hunter2"])
+    assert redactor(text) == f"connect with {MASK} now"
+    assert redactor(text) == f"connect with {MASK} now"  # and the remembered answer agrees
+    long = "x " * 2000 + "hunter2hunter2"  # too long to remember: redacted each time
+    assert redactor(long).endswith(MASK)

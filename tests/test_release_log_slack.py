@@ -10,7 +10,7 @@ import pytest
 from bot.chat.console import plain
 from bot.commands import LOG_MAX, Command, ParseError, parse_command
 from bot.runbook.model import ReleaseStatus
-from bot.sandbox.staging_app import StagingState
+from sandbox.staging_app import StagingState
 from tests.slack_e2e import CHANNEL, SlackHarness
 from tests.test_watch import watch_settings
 

@@ -21,10 +21,10 @@ from bot.redact import Redactor
 from bot.runbook.loader import DEFAULT_RUNBOOK, RunbookError, parse_runbook
 from bot.runbook.model import Release, ReleaseStatus, RequiredWhen, StepState
 from bot.runbook.readiness import runbook_for_now
-from bot.sandbox.github import GitHubState, create_github_app
-from bot.sandbox.server import serve
-from bot.sandbox.workspace import Workspace
 from bot.steps.registry import STEPS
+from sandbox.github import GitHubState, create_github_app
+from sandbox.server import serve
+from sandbox.workspace import Workspace
 from tests.helpers import make_settings
 
 MIGRATION = "create table public.moods (id bigint primary key);\n"

@@ -35,13 +35,13 @@ from bot.rollback import (
 )
 from bot.runbook.model import Outcome, Release, ReleaseStatus, StepResult, utcnow
 from bot.runbook.step import StepContext, StepDef
-from bot.sandbox.server import FAULTS_KEY, serve
-from bot.sandbox.services import PostgresServer, RedisServer
-from bot.sandbox.staging_app import StagingState
-from bot.sandbox.supabase_api import Backup, SupabaseState, create_supabase_app, iso_now
-from bot.sandbox.vercel import Deployment, VercelState, create_vercel_app
 from bot.steps.registry import STEPS
 from bot.store import Store
+from sandbox.server import FAULTS_KEY, serve
+from sandbox.services import PostgresServer, RedisServer
+from sandbox.staging_app import StagingState
+from sandbox.supabase_api import Backup, SupabaseState, create_supabase_app, iso_now
+from sandbox.vercel import Deployment, VercelState, create_vercel_app
 from tests.helpers import make_settings
 
 VERCEL_TOKEN = "vercel-test-token"

@@ -13,12 +13,11 @@ import httpx
 import pytest
 from aiohttp import web
 
-from bot.sandbox.github import GitHubState, create_github_app
-from bot.sandbox.posthog import PostHogState, create_posthog_app
-from bot.sandbox.server import FAULTS_KEY, serve
-from bot.sandbox.slack_api import SlackState, create_slack_app, response_url_for
-from bot.sandbox.supabase_api import Backup, Migration, SupabaseState, create_supabase_app
-from bot.sandbox.vercel import (
+from sandbox.github import GitHubState, create_github_app
+from sandbox.posthog import PostHogState, create_posthog_app
+from sandbox.server import FAULTS_KEY, serve
+from sandbox.supabase_api import Backup, Migration, SupabaseState, create_supabase_app
+from sandbox.vercel import (
     ERROR,
     NEVER,
     BuildScript,
@@ -28,6 +27,7 @@ from bot.sandbox.vercel import (
     create_vercel_app,
 )
 from tests.helpers import vendor_specs
+from tests.mock_slack_api import SlackState, create_slack_app, response_url_for
 
 SPECS = vendor_specs()
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

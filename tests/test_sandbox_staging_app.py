@@ -13,8 +13,8 @@ import pytest
 from aiohttp import web
 from httpx_sse import aconnect_sse
 
-from bot.sandbox.server import CALLS_KEY, FAULTS_KEY, serve
-from bot.sandbox.staging_app import (
+from sandbox.server import CALLS_KEY, FAULTS_KEY, serve
+from sandbox.staging_app import (
     COACH_UNAVAILABLE,
     FONT_CACHE,
     FONT_PATH,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.sandbox.services import find_tool
-from bot.sandbox.workspace import (
+from sandbox.services import find_tool
+from sandbox.workspace import (
     FAILING_TEST_PATH,
     LINT_ERROR_PATH,
     CommitSpec,
@@ -196,8 +196,8 @@ needs_playwright = pytest.mark.skipif(
 
 SERVER_SCRIPT = """
 import asyncio, sys
-from bot.sandbox.server import serve
-from bot.sandbox.staging_app import StagingState, create_staging_app
+from sandbox.server import serve
+from sandbox.staging_app import StagingState, create_staging_app
 
 async def main() -> None:
     state = StagingState(pwa_broken=sys.argv[1] == "broken")

@@ -13,9 +13,9 @@ from bot.chat.reporter import ChatReporter
 from bot.locks import RedisLock, SqliteLock
 from bot.redact import Redactor
 from bot.runbook.model import Release, ReleaseStatus, StepRecord, StepState, utcnow
-from bot.sandbox.services import RedisServer
 from bot.scheduler import build_scheduler, remind_waiting
 from bot.store import Store
+from sandbox.services import RedisServer
 
 
 class Recorder:

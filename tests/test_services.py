@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as redis_async
 
-from bot.sandbox.services import (
+from sandbox.services import (
     PostgresServer,
     RedisServer,
     ServiceError,

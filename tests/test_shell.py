@@ -7,8 +7,9 @@ import re
 
 import pytest
 
-from bot.providers.shell import child_env, elapsed_progress, format_elapsed, run_command, strip_ansi
+from bot.providers.shell import child_env, elapsed_progress, run_command, strip_ansi
 from bot.redact import Redactor
+from bot.wording import elapsed
 
 
 async def test_exit_code_and_output() -> None:
@@ -63,8 +64,8 @@ def test_strip_ansi_keeps_plain_text_and_drops_hyperlinks() -> None:
 
 @pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (42.9, "42s"), (65, "1m 05s"),
                                                (3725, "1h 02m")])
-def test_format_elapsed(seconds: float, text: str) -> None:
-    assert format_elapsed(seconds) == text
+def test_elapsed_counts_whole_seconds_so_far(seconds: float, text: str) -> None:
+    assert elapsed(seconds) == text
 
 
 async def test_elapsed_progress_reports_while_the_work_runs() -> None:

@@ -13,9 +13,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.chat.slack import make_web_client, redacting
 from bot.redact import MASK, default_redactor
-from bot.sandbox.server import serve
-from bot.sandbox.slack_api import SlackState, create_slack_app
+from sandbox.server import serve
 from tests.helpers import make_settings
+from tests.mock_slack_api import SlackState, create_slack_app
 
 TOKEN = "xoxb-sandbox-token"
 PASSWORD = "123456"

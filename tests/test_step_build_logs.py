@@ -13,9 +13,9 @@ from aiohttp import web
 from bot.providers import supabase_api
 from bot.providers.http import ProviderError
 from bot.runbook.model import Outcome, Release
-from bot.sandbox.server import CALLS_KEY, FAULTS_KEY, serve
-from bot.sandbox.supabase_api import Backup, Migration, SupabaseState, create_supabase_app
-from bot.sandbox.vercel import ERROR, BuildScript, VercelState, create_vercel_app
+from sandbox.server import CALLS_KEY, FAULTS_KEY, serve
+from sandbox.supabase_api import Backup, Migration, SupabaseState, create_supabase_app
+from sandbox.vercel import ERROR, BuildScript, VercelState, create_vercel_app
 from tests.helpers import StepHarness, make_settings
 
 TOKEN = "vercel-test-token"

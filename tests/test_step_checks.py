@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.runbook.model import Outcome, Release
-from bot.sandbox.workspace import INSTALL_PACKAGE, Workspace, create_workspace
+from sandbox.workspace import INSTALL_PACKAGE, Workspace, create_workspace
 from tests.helpers import StepHarness, make_settings
 
 if shutil.which("npm") is None and os.environ.get("CI") != "true":

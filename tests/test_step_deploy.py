@@ -18,8 +18,9 @@ from bot.providers import vercel
 from bot.providers.http import ProviderError
 from bot.rollback import Choices, controller
 from bot.runbook.model import Outcome, Release, ReleaseStatus, utcnow
-from bot.sandbox.server import CALLS_KEY, FAULTS_KEY, serve
-from bot.sandbox.vercel import (
+from bot.store import Store
+from sandbox.server import CALLS_KEY, FAULTS_KEY, serve
+from sandbox.vercel import (
     CANCELED,
     ERROR,
     NEVER,
@@ -29,7 +30,6 @@ from bot.sandbox.vercel import (
     VercelState,
     create_vercel_app,
 )
-from bot.store import Store
 from tests.helpers import StepHarness, make_settings
 
 TOKEN = "vercel-test-token"

@@ -11,8 +11,8 @@ import pytest
 from aiohttp import web
 
 from bot.runbook.model import Outcome, Release
-from bot.sandbox.github import GitHubState, create_github_app
-from bot.sandbox.server import CALLS_KEY, FAULTS_KEY, serve
+from sandbox.github import GitHubState, create_github_app
+from sandbox.server import CALLS_KEY, FAULTS_KEY, serve
 from tests.helpers import StepHarness, make_settings
 
 TOKEN = "ghp_sandboxtoken"

@@ -22,11 +22,11 @@ from bot.rollback import applied_migrations
 from bot.runbook.engine import Engine
 from bot.runbook.loader import parse_runbook
 from bot.runbook.model import Outcome, Release, ReleaseStatus
-from bot.sandbox.services import PostgresServer, free_port
-from bot.sandbox.workspace import Workspace, create_workspace
 from bot.steps.migrations_review import PendingMigration, gate_key, review_text
 from bot.steps.registry import STEPS
 from bot.store import Store
+from sandbox.services import PostgresServer, free_port
+from sandbox.workspace import Workspace, create_workspace
 from tests.helpers import StepHarness, make_settings
 from tests.test_engine import RecordingReporter
 

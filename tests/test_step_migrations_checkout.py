@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bot.providers.supabase_cli import SupabaseCli
 from bot.runbook.model import Outcome, Release
-from bot.sandbox.workspace import create_workspace
+from sandbox.workspace import create_workspace
 from tests.helpers import StepHarness, make_settings
 
 MIGRATION = "create table public.journal (id int primary key, body text);\n"

@@ -17,11 +17,11 @@ import pytest
 
 from bot.providers.playwright import first_lines, parse_output, parse_report, strip_ansi
 from bot.runbook.model import Outcome, Release
-from bot.sandbox.server import serve
-from bot.sandbox.services import find_tool
-from bot.sandbox.staging_app import StagingState, create_staging_app
-from bot.sandbox.workspace import Workspace, create_workspace, run_git
 from bot.steps.registry import STEPS
+from sandbox.server import serve
+from sandbox.services import find_tool
+from sandbox.staging_app import StagingState, create_staging_app
+from sandbox.workspace import Workspace, create_workspace, run_git
 from tests.helpers import StepHarness, make_settings, phase_in_default_runbook
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -13,8 +13,8 @@ import redis.asyncio as aioredis
 from bot.providers.http import ProviderError
 from bot.providers.redis_info import flush_all, keyspace_keys, redis_stats, where
 from bot.runbook.model import Outcome
-from bot.sandbox.services import RedisServer, free_port
 from bot.steps.registry import STEPS
+from sandbox.services import RedisServer, free_port
 from tests.helpers import StepHarness, make_settings, phase_in_default_runbook
 
 pytest_plugins = ["tests.conftest_services"]

@@ -17,11 +17,11 @@ import pytest
 from bot.config import Settings
 from bot.providers.supabase_cli import SupabaseCli
 from bot.runbook.model import Outcome
-from bot.sandbox.server import CALLS_KEY, FAULTS_KEY, serve
-from bot.sandbox.services import free_port
-from bot.sandbox.supabase_api import Migration, SupabaseState, create_supabase_app
-from bot.sandbox.workspace import Workspace, create_workspace
 from bot.steps.registry import STEPS
+from sandbox.server import CALLS_KEY, FAULTS_KEY, serve
+from sandbox.services import free_port
+from sandbox.supabase_api import Migration, SupabaseState, create_supabase_app
+from sandbox.workspace import Workspace, create_workspace
 from tests.helpers import StepHarness, make_settings, phase_in_default_runbook
 
 pytest_plugins = ["tests.conftest_services"]

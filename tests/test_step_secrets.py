@@ -13,9 +13,9 @@ from aiohttp import web
 
 from bot.config import Settings
 from bot.runbook.model import Outcome, StepResult
-from bot.sandbox.server import CALLS_KEY, FAULTS_KEY, Faults, serve
-from bot.sandbox.vercel import CustomEnvironment, Project, VercelState, create_vercel_app
 from bot.steps.secrets_present import list_env_meta
+from sandbox.server import CALLS_KEY, FAULTS_KEY, Faults, serve
+from sandbox.vercel import CustomEnvironment, Project, VercelState, create_vercel_app
 from tests.helpers import StepHarness, make_settings
 
 KEYS = ["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "REDIS_URL"]

@@ -10,9 +10,9 @@ import pytest
 from aiohttp import web
 
 from bot.runbook.model import Outcome, Release, ReleaseStatus
-from bot.sandbox.server import CALLS_KEY, FAULTS_KEY, serve
-from bot.sandbox.staging_app import StagingState, create_staging_app
-from bot.sandbox.vercel import Deployment, VercelState, create_vercel_app
+from sandbox.server import CALLS_KEY, FAULTS_KEY, serve
+from sandbox.staging_app import StagingState, create_staging_app
+from sandbox.vercel import Deployment, VercelState, create_vercel_app
 from tests.helpers import StepHarness, make_settings
 
 

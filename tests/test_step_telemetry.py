@@ -15,8 +15,8 @@ from aiohttp import web
 from bot.config import Settings
 from bot.providers import posthog
 from bot.runbook.model import Outcome, Release, StepResult
-from bot.sandbox.posthog import PostHogState, create_posthog_app
-from bot.sandbox.server import CALLS_KEY, FAULTS_KEY, Faults, serve
+from sandbox.posthog import PostHogState, create_posthog_app
+from sandbox.server import CALLS_KEY, FAULTS_KEY, Faults, serve
 from tests.helpers import StepHarness, make_settings
 
 EVENTS = ["i_chat_completed", "i_request_failed", "i_provider_health_changed"]

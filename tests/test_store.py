@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import sqlite_utils
@@ -18,7 +19,7 @@ from bot.runbook.model import (
     StepResult,
     StepState,
 )
-from bot.store import Store
+from bot.store import Store, migrations, rows
 
 
 def sample() -> Release:
@@ -149,3 +150,84 @@ def test_a_release_and_its_steps_are_written_in_one_transaction(tmp_path: Path) 
     assert sum(1 for s in statements if s.strip().upper().startswith("COMMIT")) == 1
     again = store.get_release(release.id or 0)
     assert again is not None and len(again.steps) == 17 and again.steps[0].state == StepState.OK
+
+
+def finished() -> Release:
+    """A finished release whose `data["steps"]` holds copies of its steps' result data, as the
+    engine writes them, plus one copy written apart (a cancelled push) and one of no step."""
+    release = sample()
+    release.steps.append(StepRecord(name="migrations_push", title="Push", phase="deploy", position=2))
+    for record, data in zip(release.steps, ({"tested_sha": "abc"}, {"status": "ok", "rows": [1, 2]},
+                                            {"applied": ["v1"]}), strict=True):
+        record.state = StepState.OK
+        record.result = StepResult.ok(f"{record.name} done", details="all good", data=data,
+                                      links=[Link(label="log", url=f"https://x/{record.name}")])
+    release.data = {"required_steps": ["tests"], "workspace": {"sha": "abc"},
+                    "steps": {"tests": release.steps[0].result.data,  # type: ignore[union-attr]
+                              "health": release.steps[1].result.data,  # type: ignore[union-attr]
+                              "migrations_push": {"applied": ["v1", "v2"], "cancelled": True},
+                              "gone": {"kept": "as written"}}}
+    release.status = ReleaseStatus.SUCCEEDED
+    release.git_sha = "abc" * 13 + "a"
+    release.fields = {name: f"{name} of this one" for name in TEMPLATE_FIELDS if name != "Git SHA"}
+    release.fields["Git SHA"] = release.git_sha
+    return release
+
+
+def test_each_step_result_is_stored_once(store: Store) -> None:
+    release = store.create_release(finished())
+    row = next(iter(store.db.query("select data, folded_steps from releases where id = ?",
+                                   [release.id])))
+    stored = json.loads(row["data"])["steps"]
+    assert stored["tests"] is None and stored["health"] is None  # read from the step rows
+    assert json.loads(row["folded_steps"]) == ["tests", "health"]
+    assert stored["migrations_push"] == {"applied": ["v1", "v2"], "cancelled": True}
+    assert stored["gone"] == {"kept": "as written"}
+    loaded = store.get_release(release.id or 0)
+    assert loaded is not None and loaded.model_dump() == release.model_dump()
+    assert list(loaded.data["steps"]) == ["tests", "health", "migrations_push", "gone"]
+
+
+def test_a_step_saved_alone_leaves_the_release_rows_copy_as_it_was(store: Store) -> None:
+    release = store.create_release(finished())
+    before = release.model_dump()["data"]
+    record = release.step("health")
+    record.result = StepResult.warn("degraded", data={"status": "degraded"})
+    store.save_step(release, record)  # e.g. another process took the release over meanwhile
+    loaded = store.get_release(release.id or 0)
+    assert loaded is not None and loaded.data == before
+    assert loaded.step("health").result.data == {"status": "degraded"}  # type: ignore[union-attr]
+    release.data["steps"]["health"] = record.result.data
+    store.save(release, record)
+    again = store.get_release(release.id or 0)
+    assert again is not None and again.data["steps"]["health"] == {"status": "degraded"}
+
+
+def test_the_migration_keeps_a_log_in_the_old_layout_whole(tmp_path: Path) -> None:
+    """A log written before m005 (every step's data twice) reads back field for field, and
+    afterwards holds each step's data once."""
+    path = tmp_path / "old.db"
+    db = sqlite_utils.Database(str(path))
+    migrations.apply(db, stop_before="m005_step_data_once")
+    releases = [finished() for _ in range(3)]
+    for number, release in enumerate(releases, start=1):
+        release.id = number
+        release.git_sha = f"{number}" * 40
+        release.fields = {name: f"{name} of #{number}" for name in TEMPLATE_FIELDS if name != "Git SHA"}
+        release.fields["Git SHA"] = release.git_sha
+        release.notes = f"release {number}"
+        db.table("releases").insert(rows.release_row(release))  # today's layout: full copies
+        for record in release.steps:
+            db.table("steps").insert(rows.step_row(number, record))
+    old_size = sum(len(r["data"]) for r in db.query("select data from releases"))
+    db.close()
+
+    store = Store(path)
+    for release in releases:
+        loaded = store.get_release(release.id or 0)
+        assert loaded is not None and loaded.model_dump() == release.model_dump()
+    assert [r.id for r in store.list_releases()] == [3, 2, 1]
+    new_size = sum(len(r["data"]) for r in store.db.query("select data from releases"))
+    assert new_size < old_size
+    assert all(json.loads(r["data"])["steps"]["tests"] is None
+               for r in store.db.query("select data from releases"))

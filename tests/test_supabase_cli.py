@@ -13,12 +13,9 @@ from bot.providers.supabase_cli import (
     MigrationPushError,
     SupabaseCli,
     SupabaseCliError,
-    down,
-    list_migrations,
-    push,
     split_db_url,
 )
-from bot.sandbox.services import PostgresServer
+from sandbox.services import PostgresServer
 
 V1, V2, V3 = "20250101000000", "20250102000000", "20250103000000"
 
@@ -73,11 +70,11 @@ async def test_push_two_migrations_records_history(
     assert tables(server, name) == ["notes", "tags"]
     assert history(server, name) == [V1, V2]
 
-    rows = await list_migrations(tmp_path, url, cli=cli)
+    rows = await cli.list_migrations(tmp_path, url)
     assert [(r.local, r.remote) for r in rows] == [(V1, V1), (V2, V2)]
     assert all(r.applied for r in rows)
 
-    again = await push(tmp_path, url, cli=cli)
+    again = await cli.push(tmp_path, url)
     assert again.up_to_date and again.applied == []
 
 
@@ -158,7 +155,7 @@ async def test_down_last_one_removes_table_and_history_row(
     write_migration(tmp_path, V2, "tags", "create table tags (id int);")
     await cli.push(tmp_path, db_url=url)
 
-    result = await down(tmp_path, 1, url, cli=cli)
+    result = await cli.down(tmp_path, 1, url)
     assert result.reverted == [V2]
     assert result.version == V1
     assert tables(server, name) == ["notes"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from bot.runbook.model import Release, ReleaseStatus, StepRecord, StepResult, StepState
-from bot.sandbox.posthog import PostHogState, create_posthog_app
-from bot.sandbox.server import serve
 from bot.telemetry import BotTelemetry, Reporters
+from sandbox.posthog import PostHogState, create_posthog_app
+from sandbox.server import serve
 from tests.helpers import make_settings
 
 

@@ -19,12 +19,12 @@ from bot.runbook.engine import Engine
 from bot.runbook.loader import DEFAULT_RUNBOOK, parse_runbook
 from bot.runbook.model import ReleaseStatus, StepResult, StepState
 from bot.runbook.step import StepContext, StepDef
-from bot.sandbox.posthog import PostHogState, create_posthog_app
-from bot.sandbox.server import serve
-from bot.sandbox.services import RedisServer
-from bot.sandbox.staging_app import StagingState
 from bot.steps.registry import STEPS
 from bot.store import Store
+from sandbox.posthog import PostHogState, create_posthog_app
+from sandbox.server import serve
+from sandbox.services import RedisServer
+from sandbox.staging_app import StagingState
 from tests.helpers import make_settings
 
 CHECKS = ("smoke", "coach_stream", "health", "redis", "telemetry_staging")

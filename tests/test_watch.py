@@ -16,11 +16,12 @@ import pytest
 from bot.chat.blocks import ROLLBACK_ACTION
 from bot.config import Settings
 from bot.runbook.model import ReleaseStatus, utcnow
-from bot.sandbox.posthog import PostHogState, create_posthog_app
-from bot.sandbox.server import serve
-from bot.sandbox.staging_app import StagingState
 from bot.scheduler import PERSISTENT
-from bot.watch import ENDED, WATCHING, Reading, Watcher, evaluate, watch_check
+from bot.watch import ENDED, WATCHING, Watcher, watch_check
+from bot.watch_readings import Reading, evaluate
+from sandbox.posthog import PostHogState, create_posthog_app
+from sandbox.server import serve
+from sandbox.staging_app import StagingState
 from tests.helpers import make_settings
 from tests.slack_e2e import SlackHarness
 
@@ -263,3 +264,17 @@ async def test_with_nothing_to_watch_the_thread_is_told_once_and_nothing_is_sche
     await watcher.release_finished(release)
     assert len(chat.posts) == 1 and "nothing to watch (set STAGING_URL" in chat.posts[0][1]
     assert watcher._row(1)["outcome"] == "off" and watcher.open_watches() == []
+
+
+def test_open_watches_are_found_through_an_index() -> None:
+    """A long log holds a watch row per succeeded release: starting a release reads the open
+    ones through (state, release_id), not every row."""
+    from bot.redact import Redactor
+    from bot.steps.registry import STEPS
+    from bot.store import Store
+
+    store = Store(":memory:")
+    Watcher(make_settings(DATABASE_PATH=":memory:"), store, Recorder(), Redactor(), STEPS)
+    plan = " ".join(r["detail"] for r in store.db.query(
+        "explain query plan select * from watches where state = ? order by release_id", [WATCHING]))
+    assert "idx_watches_state_release_id" in plan and "TEMP B-TREE" not in plan

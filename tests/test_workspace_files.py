@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.providers.workspace_files import leave_as_found, untracked_files
-from bot.sandbox.workspace import Workspace, create_workspace, run_git
+from sandbox.workspace import Workspace, create_workspace, run_git
 
 
 def _ws(tmp_path: Path) -> Workspace:

@@ -1,7 +1,9 @@
 """ChatReporter: turns engine events into a parent message and a thread of replies.
 
-The parent message is kept current with `chat.update`, coalesced to about one update a second
-per release. Thread replies are posted in the order the steps finish (the Slack chat paces
+The parent message is kept current with `chat.update`, coalesced per release: a step that
+starts or finishes shows within `interval` (3 s), a running step's progress line alone within
+`progress_interval` (10 s), so a release costs Slack a dozen updates rather than one per event.
+Thread replies are posted in the order the steps finish (the Slack chat paces
 them, `bot.chat.pacing`), and only what needs its own message gets one: a sequential step's
 result, a failure (always, with its details), a gate, a concurrent phase's summary table (its
 checks are rows of it, not replies) and the final verdict (one broadcast; the parent shows it
@@ -36,19 +38,30 @@ class _Thread:
     folded: set[str] = field(default_factory=set)  # steps of a concurrent phase running now
     last_update: float = 0.0
     pending: asyncio.Task[None] | None = None
+    due: float = 0.0  # when the pending update runs (monotonic)
     order: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
+PARENT_UPDATE_SECONDS = 3.0
+PROGRESS_UPDATE_SECONDS = 10.0
+
+
 class ChatReporter:
-    """Reporter over a Chat; `interval` is the minimum time between parent updates."""
+    """Reporter over a Chat; `interval` is the minimum time between parent updates after a
+    step's state changes, `progress_interval` (at least `interval`; by default in proportion)
+    after a progress line alone."""
 
     def __init__(self, chat: Chat, redactor: Redactor, *,
-                 default_channel: str | None = None, interval: float = 1.0,
+                 default_channel: str | None = None, interval: float = PARENT_UPDATE_SECONDS,
+                 progress_interval: float | None = None,
                  rollback_enabled: bool = False) -> None:
         self.chat = chat
         self.redact = redactor
         self.default_channel = default_channel
         self.interval = interval
+        # by default progress waits as much longer than state changes as in production
+        self.progress_interval = max(interval, progress_interval if progress_interval is not None
+                                     else interval * PROGRESS_UPDATE_SECONDS / PARENT_UPDATE_SECONDS)
         self.rollback_enabled = rollback_enabled
         self._threads: dict[int, _Thread] = {}
 
@@ -91,7 +104,7 @@ class ChatReporter:
     async def step_progress(self, release: Release, record: StepRecord, text: str) -> None:
         thread = self._thread(release)
         thread.progress[record.name] = text
-        self._touch(release)
+        self._touch(release, self.progress_interval)
 
     async def step_finished(self, release: Release, record: StepRecord) -> None:
         thread = self._thread(release)
@@ -176,13 +189,18 @@ class ChatReporter:
     def _parent(self, thread: _Thread) -> Message:
         return blocks.parent_message(thread.release, thread.progress, self.rollback_enabled)
 
-    def _touch(self, release: Release) -> None:
-        """Schedule a parent update, at most one per `interval`."""
+    def _touch(self, release: Release, interval: float | None = None) -> None:
+        """Schedule a parent update at most `interval` after the last one (default: the state
+        change interval); an update already due sooner covers this one."""
         thread = self._thread(release)
+        now = time.monotonic()
+        due = max(now, thread.last_update + (self.interval if interval is None else interval))
         if thread.pending is not None and not thread.pending.done():
-            return
-        wait = max(0.0, thread.last_update + self.interval - time.monotonic())
-        thread.pending = asyncio.create_task(self._delayed_update(thread, wait))
+            if thread.due <= due:
+                return
+            thread.pending.cancel()
+        thread.due = due
+        thread.pending = asyncio.create_task(self._delayed_update(thread, due - now))
 
     async def _delayed_update(self, thread: _Thread, wait: float) -> None:
         if wait:

@@ -14,7 +14,7 @@ from urllib.parse import quote
 import httpx
 
 from bot.config import Settings
-from bot.providers.http import ProviderError, error_message, json_body, make_client, send
+from bot.providers.http import ProviderError, error_message, json_body, json_object, make_client, send
 
 PROVIDER = "GitHub"
 AUTH_HINT = "the token was rejected or lacks contents:write on the repository"
@@ -63,12 +63,6 @@ def _ref(ref: str) -> str:
     return quote(ref, safe="/")
 
 
-def _object(body: Any, what: str) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise ProviderError(PROVIDER, f"answered {what} with something other than a JSON object")
-    return body
-
-
 async def merge(
     client: httpx.AsyncClient, repo: str, base: str, head: str, message: str
 ) -> MergeOutcome:
@@ -92,7 +86,7 @@ async def merge(
         return MergeOutcome("conflict")
     if response.status_code == 204:
         return MergeOutcome("noop")
-    body = _object(json_body(response, PROVIDER), "the merge")
+    body = json_object(json_body(response, PROVIDER), PROVIDER, "the merge")
     sha = body.get("sha")
     if not isinstance(sha, str) or not sha:
         raise ProviderError(PROVIDER, "answered the merge without the merge commit's sha")
@@ -100,17 +94,17 @@ async def merge(
     return MergeOutcome("merged", sha, html_url if isinstance(html_url, str) else None)
 
 
+async def _compare(client: httpx.AsyncClient, repo: str, base: str, head: str, *,
+                   per_page: int) -> dict[str, Any]:
+    """GitHub's comparison of two refs (`GET .../compare/{base}...{head}`) as a JSON object."""
+    response = await send(client, "GET", f"{_repo_path(repo)}/compare/{_ref(base)}...{_ref(head)}",
+                          provider=PROVIDER, auth_hint=AUTH_HINT, params={"per_page": per_page})
+    return json_object(json_body(response, PROVIDER), PROVIDER, "the comparison")
+
+
 async def compare(client: httpx.AsyncClient, repo: str, base: str, head: str) -> Comparison:
     """Commits reachable from `head` but not from `base` (`GET .../compare/{base}...{head}`)."""
-    response = await send(
-        client,
-        "GET",
-        f"{_repo_path(repo)}/compare/{_ref(base)}...{_ref(head)}",
-        provider=PROVIDER,
-        auth_hint=AUTH_HINT,
-        params={"per_page": 250},
-    )
-    body = _object(json_body(response, PROVIDER), "the comparison")
+    body = await _compare(client, repo, base, head, per_page=250)
     raw = body.get("commits")
     if not isinstance(raw, list):
         raise ProviderError(PROVIDER, "answered the comparison without a `commits` list")
@@ -166,7 +160,7 @@ async def resolve_ref(client: httpx.AsyncClient, repo: str, ref: str) -> str:
     )
     if response.status_code in (404, 422):
         raise ProviderError(PROVIDER, f"ref not found: {ref!r} in {repo}", response.status_code)
-    body = _object(json_body(response, PROVIDER), "the commit lookup")
+    body = json_object(json_body(response, PROVIDER), PROVIDER, "the commit lookup")
     sha = body.get("sha")
     if not isinstance(sha, str) or not sha:
         raise ProviderError(PROVIDER, f"answered the lookup of {ref!r} without a sha")
@@ -176,15 +170,7 @@ async def resolve_ref(client: httpx.AsyncClient, repo: str, ref: str) -> str:
 async def added_files(client: httpx.AsyncClient, repo: str, base: str, head: str,
                       prefix: str) -> list[str]:
     """Files `head` adds under `prefix` relative to `base` (compare's `files`, status `added`)."""
-    response = await send(
-        client,
-        "GET",
-        f"{_repo_path(repo)}/compare/{_ref(base)}...{_ref(head)}",
-        provider=PROVIDER,
-        auth_hint=AUTH_HINT,
-        params={"per_page": 100},
-    )
-    body = _object(json_body(response, PROVIDER), "the comparison")
+    body = await _compare(client, repo, base, head, per_page=100)
     files = body.get("files")
     if not isinstance(files, list):
         raise ProviderError(PROVIDER, "answered the comparison without a `files` list")

@@ -147,3 +147,10 @@ def json_body(response: httpx.Response, provider: str) -> Any:
         raise ProviderError(
             provider, f"answered {response.status_code} with malformed JSON: {snippet!r}"
         ) from exc
+
+
+def json_object(body: Any, provider: str, what: str) -> dict[str, Any]:
+    """`body` when it is a JSON object, else a ProviderError naming `what` was answered."""
+    if not isinstance(body, dict):
+        raise ProviderError(provider, f"answered {what} with something other than a JSON object")
+    return body

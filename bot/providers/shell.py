@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.redact import Redactor
+from bot.wording import elapsed
 
 log = logging.getLogger(__name__)
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
@@ -123,18 +124,6 @@ def child_env(extra: dict[str, str] | None = None, drop: tuple[str, ...] = ()) -
     return env
 
 
-def format_elapsed(seconds: float) -> str:
-    """`42s`, `3m 05s` or `1h 02m`: how long something has run."""
-    whole = int(max(seconds, 0))
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    if minutes:
-        return f"{minutes}m {secs:02d}s"
-    return f"{secs}s"
-
-
 @contextlib.asynccontextmanager
 async def elapsed_progress(
     report: Callable[[str], Awaitable[None]],
@@ -157,7 +146,7 @@ async def elapsed_progress(
     async def tick() -> None:
         while True:
             await asyncio.sleep(interval)
-            await say(f"{label} — {format_elapsed(time.monotonic() - started)} elapsed")
+            await say(f"{label} — {elapsed(time.monotonic() - started)} elapsed")
 
     await say(label)
     ticker = asyncio.create_task(tick())

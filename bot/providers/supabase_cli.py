@@ -30,12 +30,9 @@ without one a private temporary HOME is used. Telemetry and the update check are
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import tempfile
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -43,8 +40,36 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from pydantic import SecretStr
 
 from bot.providers.shell import CommandResult, run_command
+from bot.providers.supabase_results import (
+    APPLYING,
+    DownResult,
+    MigrationHistoryMismatchError,
+    MigrationOrderError,
+    MigrationPushError,
+    MigrationRow,
+    PushResult,
+    SupabaseCliError,
+    code_is,
+    file_versions,
+    last_json,
+    parse_time,
+    retype,
+    stderr_tail,
+)
 from bot.providers.tools import resolve_tool
 from bot.redact import Redactor, default_redactor
+
+__all__ = [
+    "DownResult",
+    "MigrationHistoryMismatchError",
+    "MigrationOrderError",
+    "MigrationPushError",
+    "MigrationRow",
+    "PushResult",
+    "SupabaseCli",
+    "SupabaseCliError",
+    "split_db_url",
+]
 
 PASSTHROUGH_ENV = (
     "PATH",
@@ -67,131 +92,6 @@ QUIET_ENV = {
     "SUPABASE_TELEMETRY_DISABLED": "1",
     "SUPABASE_NO_UPDATE_NOTIFIER": "1",
 }
-_APPLYING = re.compile(r"Applying migration (\S+?)\.\.\.")
-_VERSION = re.compile(r"^(\d+)")
-
-
-class SupabaseCliError(Exception):
-    """The CLI failed; `message` and `suggestion` are the CLI's own words, secrets masked."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: str | None = None,
-        suggestion: str | None = None,
-        returncode: int | None = None,
-        stdout: str = "",
-        stderr: str = "",
-        timed_out: bool = False,
-    ) -> None:
-        self.message = message.strip()
-        self.timed_out = timed_out
-        self.code = code
-        self.suggestion = suggestion.strip() if suggestion else None
-        self.returncode = returncode
-        self.stdout = stdout
-        self.stderr = stderr
-        super().__init__(self.message + (f"\n{self.suggestion}" if self.suggestion else ""))
-
-
-class MigrationOrderError(SupabaseCliError):
-    """Push refused: local migrations older than the newest remote one (`--include-all`)."""
-
-    @property
-    def versions(self) -> list[str]:
-        """Versions of the out-of-order files named in the CLI's advice."""
-        found = re.findall(r"migrations/(\d+)_", self.suggestion or "")
-        return list(dict.fromkeys(found))
-
-
-class MigrationHistoryMismatchError(SupabaseCliError):
-    """Push refused: the remote history has versions the local migrations folder lacks."""
-
-
-class MigrationPushError(SupabaseCliError):
-    """A migration failed mid-push; `failed` names its file, `applied` what went in before it."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        failed: str | None,
-        result: PushResult,
-        code: str | None = None,
-        suggestion: str | None = None,
-    ) -> None:
-        self.failed = failed
-        self.result = result
-        super().__init__(
-            message,
-            code=code,
-            suggestion=suggestion,
-            returncode=result.returncode,
-            stdout=result.stdout,
-            stderr=result.stderr,
-            timed_out=result.timed_out,
-        )
-
-    @property
-    def applied(self) -> list[str]:
-        """Versions this push applied and recorded before the failure."""
-        return self.result.applied
-
-    @property
-    def failed_version(self) -> str | None:
-        """Version of the failing migration."""
-        versions = _versions([self.failed]) if self.failed else []
-        return versions[0] if versions else None
-
-
-@dataclass(frozen=True)
-class MigrationRow:
-    """One line of `supabase migration list`: a version present locally, remotely or both."""
-
-    local: str | None
-    remote: str | None
-    time: datetime | None
-
-    @property
-    def version(self) -> str:
-        """The migration version (timestamp prefix of its file name)."""
-        return self.local or self.remote or ""
-
-    @property
-    def applied(self) -> bool:
-        """Recorded in the database's migration history."""
-        return self.remote is not None
-
-    @property
-    def pending(self) -> bool:
-        """Present locally but not applied."""
-        return self.local is not None and self.remote is None
-
-
-@dataclass
-class PushResult:
-    """Outcome of `db push`: `applied` versions, and the files the CLI named."""
-
-    applied: list[str]
-    migrations: list[str] = field(default_factory=list)
-    dry_run: bool = False
-    up_to_date: bool = False
-    stdout: str = ""
-    stderr: str = ""
-    returncode: int = 0
-    timed_out: bool = False
-
-
-@dataclass
-class DownResult:
-    """Outcome of `migration down`: `reverted` versions and the `version` now at the head."""
-
-    reverted: list[str]
-    version: str | None = None
-    stdout: str = ""
-    stderr: str = ""
-    returncode: int = 0
 
 
 def _reveal(value: str | SecretStr | None) -> str | None:
@@ -246,7 +146,7 @@ class SupabaseCli:
                 MigrationRow(
                     local=item.get("local") or None,
                     remote=item.get("remote") or None,
-                    time=_parse_time(item.get("time")),
+                    time=parse_time(item.get("time")),
                 )
             )
         return sorted(rows, key=lambda row: row.version)
@@ -279,7 +179,7 @@ class SupabaseCli:
         if error is None:
             files = [str(name) for name in data.get("migrations") or []]
             return PushResult(
-                applied=[] if dry_run else _versions(files),
+                applied=[] if dry_run else file_versions(files),
                 migrations=files,
                 dry_run=bool(data.get("dryRun", dry_run)),
                 up_to_date=bool(data.get("upToDate", False)),
@@ -287,11 +187,11 @@ class SupabaseCli:
                 stderr=result.stderr,
                 returncode=result.returncode,
             )
-        if _code_is(error, "DbPushMissingRemoteError") or "--include-all" in (error.suggestion or ""):
-            raise _retype(error, MigrationOrderError)
-        if _code_is(error, "DbPushMissingLocalError"):
-            raise _retype(error, MigrationHistoryMismatchError)
-        if dry_run or not _APPLYING.search(result.stderr):
+        if code_is(error, "DbPushMissingRemoteError") or "--include-all" in (error.suggestion or ""):
+            raise retype(error, MigrationOrderError)
+        if code_is(error, "DbPushMissingLocalError"):
+            raise retype(error, MigrationHistoryMismatchError)
+        if dry_run or not APPLYING.search(result.stderr):
             raise error
         raise await self._push_failure(error, result, workdir, db_url, project_ref, before)
 
@@ -345,7 +245,7 @@ class SupabaseCli:
         project_ref: str | None,
         before: list[MigrationRow],
     ) -> MigrationPushError:
-        attempted = _APPLYING.findall(result.stderr)
+        attempted = APPLYING.findall(result.stderr)
         # The last migration the CLI started is the one that failed (or was cut off by a timeout).
         failed_file = attempted[-1] if attempted else None
         was_applied = {row.version for row in before if row.applied}
@@ -354,7 +254,7 @@ class SupabaseCli:
             now_applied = {row.version for row in rows if row.applied}
             applied = sorted(now_applied - was_applied)
         except SupabaseCliError:
-            now_applied, applied = set(), _versions(attempted[:-1])
+            now_applied, applied = set(), file_versions(attempted[:-1])
         if failed_file is None and now_applied:
             # No progress lines (a timeout loses them): the CLI applies in version order, so the
             # first pending migration still missing from the history is the one that was running.
@@ -450,12 +350,12 @@ class SupabaseCli:
         return result
 
     def _parse(self, result: CommandResult) -> tuple[dict[str, Any], SupabaseCliError | None]:
-        data = _last_json(result.stdout)
+        data = last_json(result.stdout)
         clean = default_redactor()
         if data.get("_tag") == "Error" or result.returncode != 0:
             raw = data.get("error")
             detail: dict[str, Any] = raw if isinstance(raw, dict) else {}
-            message = str(detail.get("message") or "") or _stderr_tail(result.stderr)
+            message = str(detail.get("message") or "") or stderr_tail(result.stderr)
             suggestion = detail.get("suggestion")
             return data, SupabaseCliError(
                 clean(message or f"supabase exited with {result.returncode}"),
@@ -477,53 +377,9 @@ def _writable_home(home: str | None) -> str:
     return str(fallback)
 
 
-def _code_is(error: SupabaseCliError, suffix: str) -> bool:
-    return bool(error.code and error.code.endswith(suffix))
-
-
-def _retype(error: SupabaseCliError, kind: type[SupabaseCliError]) -> SupabaseCliError:
-    return kind(
-        error.message,
-        code=error.code,
-        suggestion=error.suggestion,
-        returncode=error.returncode,
-        stdout=error.stdout,
-        stderr=error.stderr,
-    )
-
-
-def _versions(files: list[str]) -> list[str]:
-    found = (_VERSION.match(Path(name).name) for name in files)
-    return [match.group(1) for match in found if match]
-
-
 def _migration_file(workdir: str | Path, version: str) -> str:
     found = sorted((Path(workdir) / "supabase" / "migrations").glob(f"{version}_*.sql"))
     return found[0].name if found else version
-
-
-def _parse_time(value: Any) -> datetime | None:
-    try:
-        return datetime.strptime(str(value), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
-    except ValueError:
-        return None
-
-
-def _last_json(stdout: str) -> dict[str, Any]:
-    text = stdout.strip()
-    candidates = [text, *reversed([line for line in text.splitlines() if line.startswith("{")])]
-    for candidate in candidates:
-        try:
-            value = json.loads(candidate)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            return value
-    return {}
-
-
-def _stderr_tail(stderr: str, lines: int = 8) -> str:
-    return "\n".join(stderr.strip().splitlines()[-lines:])
 
 
 def _linked_ref(workdir: str | Path) -> str | None:
@@ -533,42 +389,3 @@ def _linked_ref(workdir: str | Path) -> str | None:
     except OSError:
         return None
 
-
-# --- module-level shortcuts -----------------------------------------------------------------
-
-
-async def list_migrations(
-    workdir: str | Path,
-    db_url: str | None = None,
-    project_ref: str | None = None,
-    *,
-    cli: SupabaseCli | None = None,
-) -> list[MigrationRow]:
-    """`supabase migration list`, parsed; see `SupabaseCli.list_migrations`."""
-    return await (cli or SupabaseCli()).list_migrations(workdir, db_url, project_ref)
-
-
-async def push(
-    workdir: str | Path,
-    db_url: str | None = None,
-    project_ref: str | None = None,
-    *,
-    dry_run: bool = False,
-    include_all: bool = False,
-    cli: SupabaseCli | None = None,
-) -> PushResult:
-    """`supabase db push --yes`; see `SupabaseCli.push`."""
-    runner = cli or SupabaseCli()
-    return await runner.push(workdir, db_url, project_ref, dry_run=dry_run, include_all=include_all)
-
-
-async def down(
-    workdir: str | Path,
-    last: int,
-    db_url: str | None = None,
-    project_ref: str | None = None,
-    *,
-    cli: SupabaseCli | None = None,
-) -> DownResult:
-    """`supabase migration down --last N --yes`; see `SupabaseCli.down`."""
-    return await (cli or SupabaseCli()).down(workdir, last, db_url, project_ref)

@@ -18,7 +18,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from bot.config import Settings
-from bot.providers.http import ProviderError, json_body, make_client, send
+from bot.providers.http import ProviderError, json_body, json_object, make_client, send
 
 PROVIDER = "Vercel"
 AUTH_HINT = "the token was rejected or cannot access this project/team (check VERCEL_TOKEN, VERCEL_TEAM_ID)"
@@ -40,12 +40,6 @@ def vercel_client(settings: Settings) -> httpx.AsyncClient:
 
 def _seg(value: str) -> str:
     return quote(value, safe="")
-
-
-def _object(body: Any, what: str) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise ProviderError(PROVIDER, f"answered {what} with something other than a JSON object")
-    return body
 
 
 def parse_target(target: str) -> tuple[str, str | None]:
@@ -147,7 +141,7 @@ async def create_deployment(
         client, "POST", "/v13/deployments", provider=PROVIDER, auth_hint=AUTH_HINT, json=body,
         idempotent=False
     )
-    created = _object(json_body(response, PROVIDER), "the new deployment")
+    created = json_object(json_body(response, PROVIDER), PROVIDER, "the new deployment")
     if not deployment_id(created):
         raise ProviderError(PROVIDER, "answered the new deployment without an id")
     return created
@@ -187,7 +181,7 @@ async def list_deployments(
     response = await send(
         client, "GET", "/v6/deployments", provider=PROVIDER, auth_hint=AUTH_HINT, params=params
     )
-    body = _object(json_body(response, PROVIDER), "the deployment list")
+    body = json_object(json_body(response, PROVIDER), PROVIDER, "the deployment list")
     items = body.get("deployments")
     if not isinstance(items, list):
         raise ProviderError(PROVIDER, "answered the deployment list without `deployments`")
@@ -213,7 +207,7 @@ async def get_deployment(client: httpx.AsyncClient, id_or_url: str) -> dict[str,
     response = await send(
         client, "GET", f"/v13/deployments/{_seg(id_or_url)}", provider=PROVIDER, auth_hint=AUTH_HINT
     )
-    return _object(json_body(response, PROVIDER), "the deployment")
+    return json_object(json_body(response, PROVIDER), PROVIDER, "the deployment")
 
 
 @dataclass(frozen=True)
@@ -312,7 +306,7 @@ async def get_alias(client: httpx.AsyncClient, id_or_alias: str) -> dict[str, An
         body = next((item for item in body if isinstance(item, dict)), None)
         if body is None:
             return None
-    return _object(body, "the alias")
+    return json_object(body, PROVIDER, "the alias")
 
 
 def alias_deployment_id(alias: dict[str, Any]) -> str | None:
@@ -356,7 +350,7 @@ async def assign_alias(client: httpx.AsyncClient, deployment_id: str, alias: str
         if "already assigned to the given deployment" in message:
             return {"alias": alias, "unchanged": True}
         raise ProviderError(PROVIDER, f"409: {message or 'the alias is in use'}", 409)
-    return _object(body, "the alias assignment")
+    return json_object(body, PROVIDER, "the alias assignment")
 
 
 async def rollback_production(

@@ -27,7 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 TOOLS_BIN = Path(".tools") / "node_modules" / ".bin"
 
 _DB_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")

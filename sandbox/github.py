@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.sandbox.server import new_app
+from sandbox.server import new_app
 
 DOCS = "https://docs.github.com/rest"
 WEB = "https://github.com"

@@ -2,7 +2,7 @@
 
 `create_workspace(root)` lays out, under `root`:
 
-- `origin-src/` — a working copy holding the sample app (`bot/sandbox/app_template`), where the
+- `origin-src/` — a working copy holding the sample app (`sandbox/app_template`), where the
   helpers author commits (a release branch, a failing test, a lint error, a new migration);
 - `origin.git/` — a bare repository standing in for GitHub; every helper pushes to it;
 - `app/` — a clone of `origin.git`: this is `APP_WORKSPACE`, where the bot runs `git fetch`,

@@ -28,7 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.sandbox.server import new_app
+from sandbox.server import new_app
 
 READY = "READY"
 ERROR = "ERROR"

@@ -31,14 +31,14 @@ from bot.console import ConsoleSession
 from bot.providers.tools import REPO_ROOT
 from bot.report import release_table
 from bot.runbook.model import Release, ReleaseStatus, StepState
-from bot.sandbox.github import Commit, GitHubState, PullRequest, create_github_app
-from bot.sandbox.posthog import PostHogState, create_posthog_app
-from bot.sandbox.server import serve
-from bot.sandbox.services import PostgresServer, RedisServer, find_tool
-from bot.sandbox.staging_app import StagingState, create_staging_app
-from bot.sandbox.supabase_api import Backup, Migration, SupabaseState, create_supabase_app
-from bot.sandbox.vercel import BuildScript, VercelState, create_vercel_app
-from bot.sandbox.workspace import Workspace, create_workspace, run_git
+from sandbox.github import Commit, GitHubState, PullRequest, create_github_app
+from sandbox.posthog import PostHogState, create_posthog_app
+from sandbox.server import serve
+from sandbox.services import PostgresServer, RedisServer, find_tool
+from sandbox.staging_app import StagingState, create_staging_app
+from sandbox.supabase_api import Backup, Migration, SupabaseState, create_supabase_app
+from sandbox.vercel import BuildScript, VercelState, create_vercel_app
+from sandbox.workspace import Workspace, create_workspace, run_git
 
 REPO = "steven-d-pennington/pocket-philosopher"
 PROJECT = "pocket-philosopher"
@@ -397,7 +397,7 @@ async def _show_knowledge_base(runtime: Any, release: Release, sandbox: Sandbox,
 
 
 def main() -> int:
-    """Entry point for `python -m bot.sandbox.demo`."""
+    """Entry point for `python -m sandbox.demo`."""
     os.environ.pop("CI", None)
     return asyncio.run(run_demo())
 

@@ -1,6 +1,6 @@
 """A stand-in for the Pocket Philosopher staging deployment, for `release-bot demo` and tests.
 
-`create_staging_app(state)` builds an aiohttp application (on `bot.sandbox.server.new_app`, so
+`create_staging_app(state)` builds an aiohttp application (on `sandbox.server.new_app`, so
 scripted faults and call recording come with it) that answers on the same wire shapes as the
 real Next.js app's routes:
 
@@ -44,7 +44,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.sandbox.server import new_app
+from sandbox.server import new_app
 
 PROVIDER_IDS: tuple[str, ...] = ("openai", "anthropic", "together", "ollama")
 FONT_PATH = "/fonts/pocket-serif.woff2"

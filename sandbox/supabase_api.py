@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.sandbox.server import new_app
+from sandbox.server import new_app
 
 SERVICES = ("auth", "db", "db_postgres_user", "pooler", "realtime", "rest", "storage", "pg_bouncer")
 HEALTHY = "ACTIVE_HEALTHY"

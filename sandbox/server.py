@@ -1,6 +1,6 @@
 """Run sandbox aiohttp applications on loopback, with scripted faults.
 
-Every emulator in `bot.sandbox` is an `aiohttp.web.Application`. `serve()` starts one on
+Every emulator in `sandbox` is an `aiohttp.web.Application`. `serve()` starts one on
 127.0.0.1 on a free port inside the running event loop and yields its base URL;
 `Faults` lets a test make the next N matching requests answer 401, 429 (with
 `Retry-After`), 500, malformed JSON, or hang past the client's timeout.

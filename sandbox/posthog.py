@@ -29,7 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.sandbox.server import new_app
+from sandbox.server import new_app
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DATETIME_TYPE = "DateTime64(6, 'UTC')"

@@ -14,6 +14,10 @@ with `is_member: False` answers posts `not_in_channel`, an archived one `is_arch
 `revoked_tokens` is answered `token_revoked`. Every answer to a valid token carries Slack's
 `x-oauth-scopes` header (`SlackState.scopes`); the conversations methods answer `missing_scope`
 (with `needed` and `provided`) without a read scope, as Slack documents.
+
+Only the tests and the benchmarks talk to Slack's Web API, so this emulator lives in `tests/`
+(as bolt-python keeps its fake Slack in `tests/mock_web_api_server/`), not in `sandbox/`:
+the demo's chat is the terminal.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.sandbox.server import new_app
+from sandbox.server import new_app
 
 BUILTIN_REQUIRED: dict[str, tuple[str, ...]] = {
     "chat.postMessage": ("channel",),
@@ -73,7 +77,7 @@ def required_from_spec(path: str) -> dict[str, tuple[str, ...]]:
 class SlackState:
     """In-memory Slack workspace: channels, users, messages, views and recorded calls."""
 
-    token: str = "xoxb-sandbox-token"  # noqa: S105 - sandbox credential
+    token: str = "xoxb-sandbox-token"
     team_id: str = "T0SANDBOX"
     team: str = "Sandbox"
     team_domain: str = "sandbox"
@@ -86,7 +90,7 @@ class SlackState:
         default_factory=lambda: {"U0ALICE": {"name": "alice", "real_name": "Alice Admin"}}
     )
     accept_any_channel: bool = False
-    app_token: str = "xapp-1-sandbox-app-token"  # noqa: S105 - sandbox credential
+    app_token: str = "xapp-1-sandbox-app-token"
     revoked_tokens: set[str] = field(default_factory=set)
     usergroups: dict[str, list[str]] = field(default_factory=dict)  # group ID -> user IDs
     scopes: tuple[str, ...] = DEFAULT_SCOPES

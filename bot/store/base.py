@@ -1,0 +1,51 @@
+"""The release log's connection: one SQLite database, migrated on opening, and its transactions."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlite_utils
+
+from bot.store.schema import migrations
+
+
+class Database:
+    """One SQLite database (a path, or ':memory:'), migrated to the current schema."""
+
+    def __init__(self, path: str | Path = ":memory:") -> None:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite_utils.Database(str(path))
+            # wait for a lock held by another process (Litestream checkpointing, a console)
+            # before the first statement, not only after it
+            self.db.conn.execute("PRAGMA busy_timeout=5000")
+            self.db.execute("PRAGMA journal_mode=WAL")
+        else:
+            self.db = sqlite_utils.Database(memory=True)
+        self.db.conn.execute("PRAGMA busy_timeout=5000")
+        self._lock = threading.RLock()
+        migrations.apply(self.db)
+
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        """One transaction: sqlite-utils' own writes inside it become savepoints, so a release
+        and its steps are committed together (once), or not at all."""
+        with self._lock, self.db.atomic():
+            yield
+
+    @contextmanager
+    def _immediate(self) -> Iterator[None]:
+        """A write transaction taken before its first read (BEGIN IMMEDIATE): a check and the
+        write it decides are one step for every process sharing the file. Leaving the block
+        early commits nothing written, which is the same as rolling back."""
+        with self._lock:
+            self.db.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self.db.conn.execute("ROLLBACK")
+                raise
+            self.db.conn.execute("COMMIT")
