@@ -33,9 +33,9 @@ HEAVY_FOR_LOG = ("bot.rollback", "redis", "httpx", "slack_sdk", "slack_bolt", "a
 def synthetic_release() -> Release:
     """A finished release with every step of the default runbook and realistic results."""
     from bot.runbook.loader import load_runbook
-    from bot.runbook.registry import load_steps
+    from bot.steps.registry import STEPS
 
-    runbook = load_runbook(None, load_steps())
+    runbook = load_runbook(None, STEPS)
     started = utcnow() - timedelta(minutes=20)
     steps = []
     for position, (phase, spec) in enumerate((p, s) for p in runbook.phases for s in p.steps):

@@ -24,11 +24,12 @@ from typing import Any
 from bench.results import Results, Row, value_at_most
 from bot.chat.blocks import Message
 from bot.chat.reporter import ChatReporter
+from bot.locks import SqliteLock
 from bot.redact import Redactor
 from bot.runbook.engine import Engine
 from bot.runbook.loader import parse_runbook
 from bot.runbook.model import Release, StepRecord, StepResult
-from bot.runbook.registry import StepContext, StepDef
+from bot.runbook.step import StepContext, StepDef
 from bot.store import Store
 from tests.helpers import make_settings
 from tests.slack_e2e import SlackHarness
@@ -112,15 +113,15 @@ async def run_release(interval: float, steps: int = 40) -> tuple[int, int]:
         await asyncio.sleep(0.06)
         return StepResult.ok("fine")
 
-    registry = {f"s{i}": StepDef(name=f"s{i}", title=f"S{i}", phase="p", run=quick, describe="")
+    registry = {f"s{i}": StepDef(name=f"s{i}", title=f"S{i}", run=quick, describe="")
                 for i in range(steps)}
     runbook = parse_runbook(json.dumps({"phases": [{"name": "p", "steps": [{"name": n} for n in registry]}]}),
                             registry)
     store = Store(":memory:")
     chat = CountingChat()
-    reporter = ChatReporter(chat, store, Redactor(), default_channel="C1", interval=interval)
+    reporter = ChatReporter(chat, Redactor(), default_channel="C1", interval=interval)
     engine = Engine(settings=make_settings(), store=store, reporter=reporter, runbook=runbook,
-                    registry=registry)
+                    registry=registry, lock=SqliteLock(store))
     release = await engine.start(ref="main", user="U1", channel="C1")
     await engine.wait(release.id or 0)
     return chat.updates, steps * 2

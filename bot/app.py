@@ -20,13 +20,16 @@ from bot.chat.slack import SlackChat, make_web_client
 from bot.chat.slack_groups import members_of
 from bot.config import MissingSetting, Settings
 from bot.kb import KnowledgeBase
-from bot.locks import RedisLock
+from bot.locks import RedisLock, SqliteLock
 from bot.redact import Redactor, default_redactor
+from bot.refs import resolve_sha
 from bot.rollback.controller import Rollbacks
 from bot.runbook.engine import Engine
 from bot.runbook.loader import load_runbook
-from bot.runbook.registry import load_steps
+from bot.runbook.ports import ShaLookup
+from bot.runbook.step import StepDef
 from bot.service import ReleaseService
+from bot.steps.registry import STEPS
 from bot.store import Store
 from bot.telemetry import BotTelemetry, Reporters
 
@@ -69,26 +72,25 @@ def build_redactor(settings: Settings) -> Redactor:
 
 
 def build_runtime(settings: Settings, chat: Chat, *, store: Store | None = None,
-                  update_interval: float = PARENT_UPDATE_SECONDS) -> Runtime:
-    """Assemble store, engine, reporter and service around `chat`."""
+                  update_interval: float = PARENT_UPDATE_SECONDS,
+                  steps: dict[str, StepDef] | None = None) -> Runtime:
+    """Assemble store, engine, reporter and service around `chat`; `steps` is the catalog the
+    runbook names (every step of `bot.steps.registry` unless given)."""
     redactor = build_redactor(settings)
-    registry = load_steps()
+    registry = STEPS if steps is None else steps
     runbook = load_runbook(settings.RUNBOOK_PATH, registry)
     store = store or Store(settings.DATABASE_PATH)
-    lock = None
-    if settings.REDIS_URL is not None:
-        import redis.asyncio as aioredis
-
-        lock = RedisLock(aioredis.from_url(settings.secret("REDIS_URL")))
-    reporter = ChatReporter(chat, store, redactor, default_channel=settings.RELEASE_CHANNEL,
+    lock = build_lock(settings)
+    reporter = ChatReporter(chat, redactor, default_channel=settings.RELEASE_CHANNEL,
                             interval=update_interval, rollback_enabled=True)
     telemetry = BotTelemetry.from_settings(settings)
-    listeners = after_deploy_listeners(settings, store, chat, redactor)
+    listeners = after_deploy_listeners(settings, store, chat, redactor, registry)
     knowledge = KnowledgeBase.from_settings(settings, store, redactor)
     extra = [r for r in (*listeners, telemetry, knowledge) if r]
     engine = Engine(settings=settings, store=store,
                     reporter=Reporters(reporter, *extra) if extra else reporter,
-                    runbook=runbook, registry=registry, redactor=redactor, lock=lock)
+                    runbook=runbook, registry=registry, redactor=redactor,
+                    lock=lock or SqliteLock(store), find_sha=sha_lookup(settings, redactor))
     rollbacks = build_rollbacks(settings, store, engine, chat, redactor)
     service = ReleaseService(settings, engine, store, chat, rollback=rollbacks)
     return Runtime(settings=settings, store=store, engine=engine, reporter=reporter,
@@ -102,14 +104,31 @@ def build_rollbacks(settings: Settings, store: Store, engine: Engine, chat: Chat
     return Rollbacks(settings, store, engine, RollbackAnnouncer(chat, settings, redactor), redactor)
 
 
-def after_deploy_listeners(settings: Settings, store: Store, chat: Chat,
-                           redactor: Redactor) -> list[Any]:
+def build_lock(settings: Settings) -> RedisLock | None:
+    """Redis's lock when REDIS_URL is set (None otherwise: the release log's lock serves)."""
+    if settings.REDIS_URL is None:
+        return None
+    import redis.asyncio as aioredis
+
+    return RedisLock(aioredis.from_url(settings.secret("REDIS_URL")))
+
+
+def sha_lookup(settings: Settings, redactor: Redactor) -> ShaLookup:
+    """The engine's SHA lookup: the workspace's origin, else GitHub (bot.refs)."""
+    async def find_sha(ref: str) -> str | None:
+        return await resolve_sha(settings, ref, redactor)
+
+    return find_sha
+
+
+def after_deploy_listeners(settings: Settings, store: Store, chat: Chat, redactor: Redactor,
+                           steps: dict[str, StepDef]) -> list[Any]:
     """The engine's listeners after the chat: lead times, the post-deploy watch, Manual Tests."""
     from bot.lead_time import LeadTimes
     from bot.manual_tests import ManualTests
     from bot.watch import Watcher
 
-    return [LeadTimes(settings, store), Watcher(settings, store, chat, redactor),
+    return [LeadTimes(settings, store), Watcher(settings, store, chat, redactor, steps),
             ManualTests(settings, store, chat, redactor)]
 
 

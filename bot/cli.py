@@ -238,13 +238,15 @@ def cmd_log_export(args: argparse.Namespace, settings: Settings, store: Any) -> 
 
 def cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
     from bot.report import config_report, runbook_report
+    from bot.steps.registry import STEPS
 
     if args.runbook:
-        print(runbook_report(settings), end="")
+        print(runbook_report(settings, STEPS), end="")
         return 0
     from bot.config_check import check_values
 
-    print(default_redactor()(config_report(settings).rstrip() + "\n" + durability.config_note(settings)))
+    report = config_report(settings, STEPS).rstrip()
+    print(default_redactor()(report + "\n" + durability.config_note(settings)))
     return 1 if any(finding.error for finding in check_values(settings)) else 0
 
 

@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from bot.config import Settings
 from bot.redact import default_redactor
 from bot.runbook.model import TEMPLATE_FIELDS, Release
+from bot.runbook.step import StepDef
 from bot.wording import duration, plural, tally
 
 
@@ -130,15 +131,15 @@ def missing_log(settings: Settings) -> str | None:
             f"{Path.cwd()}); run in the bot's folder or set DATABASE_PATH")
 
 
-def config_report(settings: Settings) -> str:
+def config_report(settings: Settings, steps: dict[str, StepDef]) -> str:
     """The verdict first (how many steps can run, whether a start would be refused, what is wrong
     with the values), then which steps run, skip or are missing and why, then every setting
     (secrets masked, unset shown as such)."""
     from bot.config_check import check_values
 
     findings = check_values(settings)
-    steps, runnable, total, refused = _step_lines(settings,
-                                                  {f.setting for f in findings if f.error})
+    step_lines, runnable, total, refused = _step_lines(settings, steps,
+                                                       {f.setting for f in findings if f.error})
     errors = sum(1 for f in findings if f.error)
     warnings = len(findings) - errors
     lines = [f"Verdict: {runnable} of {plural(total, 'step')} can run, "
@@ -152,7 +153,7 @@ def config_report(settings: Settings) -> str:
                      "refused. `release-bot check-config --runbook` prints a runbook of what can "
                      "run now.")
     lines += [f.line() for f in findings]
-    lines += ["", *steps, "", "Settings (environment and .env; secrets masked):"]
+    lines += ["", *step_lines, "", "Settings (environment and .env; secrets masked):"]
     for name in type(settings).model_fields:
         lines.append(f"  {name:<38} {_shown(getattr(settings, name))}")
     return "\n".join(lines)
@@ -168,14 +169,13 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
-def _step_lines(settings: Settings, wrong: set[str]) -> tuple[list[str], int, int, int]:
+def _step_lines(settings: Settings, registry: dict[str, StepDef],
+                wrong: set[str]) -> tuple[list[str], int, int, int]:
     """Which steps of the runbook run, skip or are missing (required but cannot run), and why;
     how many run, of how many, and how many required ones cannot. A step needing a setting in
     `wrong` cannot run either."""
     from bot.runbook.loader import load_runbook
-    from bot.runbook.registry import load_steps
 
-    registry = load_steps()
     runbook = load_runbook(settings.RUNBOOK_PATH, registry)
     lines = [f"Steps ({settings.RUNBOOK_PATH or 'default runbook'}):"]
     runnable = refused = 0
@@ -199,14 +199,12 @@ def _step_lines(settings: Settings, wrong: set[str]) -> tuple[list[str], int, in
     return lines, runnable, len(runbook.enabled_steps()), refused
 
 
-def runbook_report(settings: Settings) -> str:
+def runbook_report(settings: Settings, registry: dict[str, StepDef]) -> str:
     """The current runbook cut down to what can run with these settings (YAML, commented)."""
     from bot.providers.refs import NoRefs, ref_source
     from bot.runbook.loader import load_runbook
     from bot.runbook.readiness import runbook_for_now
-    from bot.runbook.registry import load_steps
 
-    registry = load_steps()
     runbook = load_runbook(settings.RUNBOOK_PATH, registry)
     refs_known = not isinstance(ref_source(settings, default_redactor()), NoRefs)
     return runbook_for_now(runbook, registry, settings,

@@ -39,6 +39,7 @@ from bot.providers import supabase_api
 from bot.providers.http import ProviderError
 from bot.redact import Redactor
 from bot.runbook.model import Release, ReleaseStatus, StepRecord, utcnow
+from bot.runbook.step import StepDef
 from bot.scheduler import PERSISTENT, job_key, register_target, target
 from bot.store import Store
 from bot.watch_readings import (
@@ -89,8 +90,10 @@ def _minutes(settings: Settings) -> str:
 class Watcher(Listener):
     """Starts, runs and ends post-deploy watches; a listener of the engine."""
 
-    def __init__(self, settings: Settings, store: Store, chat: Chat, redactor: Redactor) -> None:
+    def __init__(self, settings: Settings, store: Store, chat: Chat, redactor: Redactor,
+                 steps: dict[str, StepDef]) -> None:
         self.settings = settings
+        self.steps = steps
         self.store = store
         self.chat = chat
         self.redact = redactor
@@ -161,7 +164,7 @@ class Watcher(Listener):
     # --- baseline and start -----------------------------------------------------------------
     async def _baseline(self, release: Release) -> None:
         assert release.id is not None
-        reading = await read_health(self.settings, self.redact, release)
+        reading = await read_health(self.settings, self.redact, release, self.steps)
         self._update(release.id, baseline=json.dumps(asdict(reading)))
 
     async def start(self, release: Release) -> None:
@@ -231,7 +234,7 @@ class Watcher(Listener):
             return ENDED
         baseline_data = json.loads(row["baseline"] or "{}")
         baseline = Reading(**{k: v for k, v in baseline_data.items() if k in Reading.__dataclass_fields__})
-        reading = await read_health(self.settings, self.redact, release)
+        reading = await read_health(self.settings, self.redact, release, self.steps)
         now = self.clock()
         if posthog_ready(self.settings):
             try:

@@ -16,7 +16,7 @@ from bot.providers import posthog, supabase_api
 from bot.providers.http import ProviderError, make_client
 from bot.redact import Redactor
 from bot.runbook.model import Decision, Gate, Release, StepResult
-from bot.runbook.registry import REGISTRY, StepContext, load_steps
+from bot.runbook.step import StepContext, StepDef
 
 FAILURE_EVENT = "i_request_failed"
 WINDOW = timedelta(minutes=5)
@@ -67,11 +67,12 @@ def evaluate(baseline: Reading, now: Reading, baseline_rate: float | None, setti
     return Verdict(unhealthy=bool(reasons), reasons=reasons, rate_regression=rate)
 
 
-async def read_health(settings: Settings, redactor: Redactor, release: Release) -> Reading:
-    """`/api/health` through the runbook's health step, and Supabase's service health."""
+async def read_health(settings: Settings, redactor: Redactor, release: Release,
+                      steps: dict[str, StepDef]) -> Reading:
+    """`/api/health` through the catalog's health step, and Supabase's service health."""
     reading = Reading()
     if settings.STAGING_URL:
-        result = await _run_step("health", settings, redactor, release)
+        result = await _run_step(steps["health"], settings, redactor, release)
         reading.health_ok = result.outcome.value != "fail"
         reading.health_summary = result.summary
         for warning in result.data.get("warnings") or []:
@@ -90,17 +91,14 @@ async def read_health(settings: Settings, redactor: Redactor, release: Release) 
     return reading
 
 
-async def _run_step(name: str, settings: Settings, redactor: Redactor, release: Release) -> StepResult:
-    load_steps()
-    sdef = REGISTRY[name]
-
+async def _run_step(sdef: StepDef, settings: Settings, redactor: Redactor, release: Release) -> StepResult:
     async def progress(text: str) -> None:
         return None
 
     async def ask(gate: Gate) -> Decision:
         raise RuntimeError("the watch's health check asked a question")
 
-    ctx = StepContext(settings=settings, release=release, step_name=name, options={},
+    ctx = StepContext(settings=settings, release=release, step_name=sdef.name, options={},
                       redact=redactor, progress=progress, ask=ask)
     try:
         async with asyncio.timeout(sdef.timeout or 120):

@@ -9,7 +9,8 @@ from typing import Any
 from bot.config import Settings, isolated_settings
 from bot.redact import Redactor
 from bot.runbook.model import Decision, Gate, Release, StepResult
-from bot.runbook.registry import REGISTRY, StepContext, load_steps
+from bot.runbook.step import StepContext
+from bot.steps.registry import STEPS
 
 
 def make_settings(**values: Any) -> Settings:
@@ -22,7 +23,6 @@ class StepHarness:
 
     def __init__(self, settings: Settings, release: Release | None = None,
                  answer: Callable[[Gate], str] | None = None, reason: str = "") -> None:
-        load_steps()
         self.settings = settings
         self.release = release or Release(id=1, environment="staging", ref="main", started_by="U1")
         self.progress: list[str] = []
@@ -43,7 +43,7 @@ class StepHarness:
         ctx = StepContext(settings=self.settings, release=self.release, step_name=name,
                           options=options, redact=Redactor(self.settings.secret_values()),
                           progress=progress, ask=ask)
-        result = await REGISTRY[name].run(ctx)
+        result = await STEPS[name].run(ctx)
         self.release.data.setdefault("steps", {})[name] = result.data
         for field, value in result.fields.items():
             self.release.fields[field] = value
@@ -63,3 +63,11 @@ def vendor_specs() -> Path:
         if candidate.is_dir():
             return candidate
     return here.parent / "shared" / "specs"
+
+
+def phase_in_default_runbook(step: str) -> str:
+    """The phase of the default runbook that runs `step` (the runbook, not the step, says)."""
+    from bot.runbook.loader import load_runbook
+
+    return next(phase.name for phase, spec in load_runbook(None, STEPS).enabled_steps()
+                if spec.name == step)

@@ -93,7 +93,7 @@ def test_check_config_exits_1_when_a_value_is_wrong(tmp_path: Path) -> None:
 
 def test_check_config_runbook_prints_a_runbook_for_runbook_path(tmp_path: Path) -> None:
     from bot.runbook.loader import load_runbook
-    from bot.runbook.registry import load_steps
+    from bot.steps.registry import STEPS
 
     env = {"DATABASE_PATH": str(tmp_path / "x.db"), "STAGING_URL": "https://staging.example.test"}
     out = cli("check-config", "--runbook", env=env, cwd=tmp_path)
@@ -101,7 +101,7 @@ def test_check_config_runbook_prints_a_runbook_for_runbook_path(tmp_path: Path) 
     assert "- name: tests   left out (required there): set APP_WORKSPACE" in out.stdout
     path = tmp_path / "runbook.yml"
     path.write_text(out.stdout)
-    runbook = load_runbook(path, load_steps())
+    runbook = load_runbook(path, STEPS)
     assert [s.name for _, s in runbook.enabled_steps()] == ["smoke", "health", "monitoring_links"]
     assert all(s.always_required for _, s in runbook.enabled_steps()[:2])
 

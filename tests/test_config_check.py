@@ -6,6 +6,7 @@ from pathlib import Path
 
 from bot.config_check import check_values
 from bot.report import config_report
+from bot.steps.registry import STEPS
 from tests.helpers import make_settings
 
 
@@ -42,7 +43,7 @@ def test_good_values_pass_and_short_secrets_warn(tmp_path: Path) -> None:
 def test_report_says_the_verdict_first_and_the_settings_last(tmp_path: Path) -> None:
     report = config_report(make_settings(STAGING_URL="staging.example.test",
                                          APP_WORKSPACE=str(tmp_path / "gone"),
-                                         DATABASE_PATH=str(tmp_path / "log.db")))
+                                         DATABASE_PATH=str(tmp_path / "log.db")), STEPS)
     lines = report.splitlines()
     runs = sum(1 for line in lines if line.startswith("  run   "))
     missing = sum(1 for line in lines if line.startswith("  MISS  "))
@@ -59,7 +60,7 @@ def test_report_says_the_verdict_first_and_the_settings_last(tmp_path: Path) -> 
 
 def test_report_with_nothing_wrong(tmp_path: Path) -> None:
     report = config_report(make_settings(STAGING_URL="https://x.test",
-                                         DATABASE_PATH=str(tmp_path / "log.db")))
+                                         DATABASE_PATH=str(tmp_path / "log.db")), STEPS)
     runs = sum(1 for line in report.splitlines() if line.startswith("  run   "))
     missing = sum(1 for line in report.splitlines() if line.startswith("  MISS  "))
     assert "  run   validate  smoke" in report

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.runbook.loader import load_runbook
-from bot.runbook.registry import load_steps
+from bot.steps.registry import STEPS
 from sandbox import demo
 
 
@@ -23,7 +23,7 @@ def test_absent_browser_tool_skips_the_playwright_step(
     sandbox = demo.Sandbox(tmp_path, io.StringIO())
     with ExitStack() as stack:
         sandbox.start_services(stack)
-    runbook = load_runbook(str(sandbox.runbook()), load_steps())
+    runbook = load_runbook(str(sandbox.runbook()), STEPS)
     skips = {spec.name: spec.skip for _, spec in runbook.enabled_steps() if spec.skip}
     name = "Playwright" if absent == "playwright" else "Chromium"
     assert skips["playwright"] == f"{name} is not installed (run scripts/install-tools.sh)"

@@ -7,7 +7,7 @@ from pathlib import Path
 from bot.cli import build_parser
 from bot.docs import settings_table
 from bot.runbook.loader import DEFAULT_RUNBOOK, parse_runbook
-from bot.runbook.registry import load_steps
+from bot.steps.registry import STEPS
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
@@ -27,11 +27,11 @@ def test_readme_documents_every_cli_command() -> None:
 
 
 def test_readme_lists_every_default_runbook_step() -> None:
-    registry = load_steps()
+    registry = STEPS
     runbook = parse_runbook(DEFAULT_RUNBOOK.read_text(), registry)
     for _, spec in runbook.enabled_steps():
         assert f"`{spec.name}`" in README, spec.name
 
 
 def test_example_runbook_is_valid() -> None:
-    parse_runbook((REPO / "runbook.example.yml").read_text(), load_steps())
+    parse_runbook((REPO / "runbook.example.yml").read_text(), STEPS)

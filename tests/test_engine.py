@@ -9,6 +9,9 @@ from typing import Any
 
 import pytest
 
+from bot.app import sha_lookup
+from bot.locks import SqliteLock
+from bot.redact import Redactor
 from bot.runbook.engine import Engine, EngineError
 from bot.runbook.loader import parse_runbook
 from bot.runbook.model import (
@@ -21,7 +24,7 @@ from bot.runbook.model import (
     StepResult,
     StepState,
 )
-from bot.runbook.registry import StepContext, StepDef
+from bot.runbook.step import StepContext, StepDef
 from bot.store import Store
 from tests.helpers import make_settings
 
@@ -96,14 +99,17 @@ def make_engine(steps: dict[str, StepFn], runbook_yaml: str, store: Store | None
                 requires: dict[str, tuple[str, ...]] | None = None,
                 **settings: Any) -> tuple[Engine, RecordingReporter, Store]:
     registry = {
-        name: StepDef(name=name, title=name.title(), phase="p", run=fn, describe=f"does {name}",
+        name: StepDef(name=name, title=name.title(), run=fn, describe=f"does {name}",
                       requires=(requires or {}).get(name, ()), timeout=5)
         for name, fn in steps.items()
     }
     store = store or Store(":memory:")
     reporter = RecordingReporter(store)
-    engine = Engine(settings=make_settings(**settings), store=store, reporter=reporter,
-                    runbook=parse_runbook(runbook_yaml, registry), registry=registry)
+    config = make_settings(**settings)
+    engine = Engine(settings=config, store=store, reporter=reporter,
+                    runbook=parse_runbook(runbook_yaml, registry), registry=registry,
+                    lock=SqliteLock(store),
+                    find_sha=sha_lookup(config, Redactor(config.secret_values())))
     return engine, reporter, store
 
 

@@ -13,7 +13,7 @@ from bot.commands import Command
 from bot.locks import SqliteLock
 from bot.report import release_json, release_table
 from bot.runbook.model import Gate, GateAction, ReleaseStatus, StepResult, StepState
-from bot.runbook.registry import StepContext
+from bot.runbook.step import StepContext
 from bot.service import ReleaseService
 from bot.store import Store
 from sandbox.workspace import Workspace

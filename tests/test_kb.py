@@ -21,7 +21,7 @@ from bot.cli import main
 from bot.kb import KnowledgeBase, add_retry_job, file_name
 from bot.rollback.model import Choices
 from bot.runbook.model import Release, ReleaseStatus, StepResult
-from bot.runbook.registry import StepContext
+from bot.runbook.step import StepContext
 from bot.store import Store
 from bot.telemetry import Reporters
 from sandbox.workspace import run_git

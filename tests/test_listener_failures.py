@@ -16,11 +16,13 @@ import pytest
 
 from bot.chat.console import ConsoleChat
 from bot.chat.reporter import ChatReporter
+from bot.locks import SqliteLock
 from bot.redact import Redactor, default_redactor
-from bot.runbook.engine import AnnounceRefused, Engine
+from bot.runbook.engine import Engine
 from bot.runbook.loader import parse_runbook
 from bot.runbook.model import Release, ReleaseStatus, StepResult, StepState
-from bot.runbook.registry import StepContext, StepDef
+from bot.runbook.ports import AnnounceRefused
+from bot.runbook.step import StepContext, StepDef
 from bot.store import Store
 from bot.telemetry import Reporters
 from tests.helpers import make_settings
@@ -49,17 +51,17 @@ async def _ok(ctx: StepContext) -> StepResult:
 async def test_a_failing_listener_neither_fails_the_release_nor_leaks_its_message(
         caplog: pytest.LogCaptureFixture) -> None:
     default_redactor().add([SECRET])
-    registry = {name: StepDef(name=name, title=name.title(), phase="any", run=_ok, describe=name)
+    registry = {name: StepDef(name=name, title=name.title(), run=_ok, describe=name)
                 for name in ("tests", "deploy")}
     runbook = parse_runbook("name: r\nphases:\n  - name: all\n    steps: [{name: tests}, {name: deploy}]\n",
                             registry)
     store = Store(":memory:")
     chat = ConsoleChat(out=io.StringIO(), redactor=Redactor())
     listener = Broken()
-    reporter = Reporters(ChatReporter(chat, store, Redactor(), default_channel="C1", interval=0),
+    reporter = Reporters(ChatReporter(chat, Redactor(), default_channel="C1", interval=0),
                          listener)
     engine = Engine(settings=make_settings(), store=store, reporter=reporter, runbook=runbook,
-                    registry=registry, redactor=Redactor())
+                    registry=registry, redactor=Redactor(), lock=SqliteLock(store))
     with caplog.at_level(logging.ERROR, logger="bot.telemetry"):
         release = await engine.start(ref="main", user="U0ALICE", channel="C1")
         assert release.id is not None

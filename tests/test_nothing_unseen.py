@@ -14,7 +14,7 @@ from typing import Any
 from bot.chat.blocks import gate_message
 from bot.chat.slack_auth import quiet_logger, token_problem
 from bot.runbook.model import Gate, GateAction, ReleaseStatus, StepResult
-from bot.runbook.registry import StepContext
+from bot.runbook.step import StepContext
 from sandbox.server import serve
 from sandbox.staging_app import StagingState
 from tests.helpers import make_settings

@@ -19,11 +19,12 @@ from bot import cli
 from bot.chat.blocks import GATE_ACTION_PREFIX
 from bot.chat.console import ConsoleChat
 from bot.chat.reporter import ChatReporter
+from bot.locks import SqliteLock
 from bot.redact import MASK, default_redactor
 from bot.runbook.engine import Engine
 from bot.runbook.loader import parse_runbook
 from bot.runbook.model import Gate, GateAction, ReleaseStatus, StepResult
-from bot.runbook.registry import StepContext, StepDef
+from bot.runbook.step import StepContext, StepDef
 from bot.store import Store
 from tests.helpers import make_settings
 
@@ -80,16 +81,17 @@ async def test_weak_password_leaves_data_ids_and_buttons_intact(
     monkeypatch.setattr(redactor, "_secrets", list(redactor._secrets))  # restored afterwards
     settings = make_settings(STAGING_TEST_USER_PASSWORD=PASSWORD)
     redactor.add(settings.secret_values())
-    registry = {name: StepDef(name=name, title=name.title(), phase="one", run=fn,
+    registry = {name: StepDef(name=name, title=name.title(), run=fn,
                               describe=name, timeout=30)
                 for name, fn in (("measure", measure), ("approve", approve), ("check", check))}
     database = tmp_path / "log.db"
     store = Store(database)
     out = io.StringIO()
     chat = ConsoleChat(out=out, redactor=redactor)
-    reporter = ChatReporter(chat, store, redactor, default_channel="C1", interval=0)
+    reporter = ChatReporter(chat, redactor, default_channel="C1", interval=0)
     engine = Engine(settings=settings, store=store, reporter=reporter,
-                    runbook=parse_runbook(RUNBOOK, registry), registry=registry, redactor=redactor)
+                    runbook=parse_runbook(RUNBOOK, registry), registry=registry, redactor=redactor,
+                    lock=SqliteLock(store))
 
     release = await engine.start(ref="main", user="U1", channel="C1")
     assert release.id is not None

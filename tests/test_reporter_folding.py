@@ -11,12 +11,13 @@ import io
 from bot.chat.blocks import RETRY_ACTION, ROLLBACK_ACTION
 from bot.chat.console import ConsoleChat
 from bot.chat.reporter import ChatReporter
+from bot.locks import SqliteLock
 from bot.redact import Redactor
 from bot.report import release_table
 from bot.runbook.engine import Engine
 from bot.runbook.loader import parse_runbook
 from bot.runbook.model import Link, ReleaseStatus, StepResult, StepState
-from bot.runbook.registry import StepContext, StepDef
+from bot.runbook.step import StepContext, StepDef
 from bot.store import Store
 from tests.helpers import make_settings
 
@@ -50,7 +51,7 @@ def _step(name: str, results: dict[str, StepResult]) -> StepDef:
     async def run(ctx: StepContext) -> StepResult:
         return results[name]
 
-    return StepDef(name=name, title=name.title(), phase="any", run=run, describe=name, timeout=30)
+    return StepDef(name=name, title=name.title(), run=run, describe=name, timeout=30)
 
 
 async def _release(results: dict[str, StepResult]) -> tuple[ConsoleChat, Store, int]:
@@ -59,10 +60,11 @@ async def _release(results: dict[str, StepResult]) -> tuple[ConsoleChat, Store, 
                  "redis", "links")}
     store = Store(":memory:")
     chat = ConsoleChat(out=io.StringIO(), redactor=Redactor())
-    reporter = ChatReporter(chat, store, Redactor(), default_channel="C1", interval=0,
+    reporter = ChatReporter(chat, Redactor(), default_channel="C1", interval=0,
                             rollback_enabled=True)
     engine = Engine(settings=make_settings(), store=store, reporter=reporter,
-                    runbook=parse_runbook(RUNBOOK, registry), registry=registry, redactor=Redactor())
+                    runbook=parse_runbook(RUNBOOK, registry), registry=registry, redactor=Redactor(),
+                    lock=SqliteLock(store))
     release = await engine.start(ref="release/1.2.0", user="U0ALICE", channel="C1")
     assert release.id is not None
     await engine.wait(release.id)
@@ -134,9 +136,9 @@ phases:
 """, registry)
     store = Store(":memory:")
     chat = ConsoleChat(out=io.StringIO(), redactor=Redactor())
-    reporter = ChatReporter(chat, store, Redactor(), default_channel="C1", interval=0)
+    reporter = ChatReporter(chat, Redactor(), default_channel="C1", interval=0)
     engine = Engine(settings=make_settings(), store=store, reporter=reporter, runbook=runbook,
-                    registry=registry, redactor=Redactor())
+                    registry=registry, redactor=Redactor(), lock=SqliteLock(store))
     release = await engine.start(ref="main", user="U0ALICE", channel="C1")
     assert release.id is not None
     await engine.wait(release.id)

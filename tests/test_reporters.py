@@ -11,7 +11,7 @@ from bot.chat.reporter import ChatReporter
 from bot.kb import KnowledgeBase
 from bot.lead_time import LeadTimes
 from bot.manual_tests import ManualTests
-from bot.runbook.engine import Reporter
+from bot.runbook.ports import Reporter
 from bot.telemetry import BotTelemetry
 from bot.watch import Watcher
 

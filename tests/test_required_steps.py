@@ -21,7 +21,7 @@ from bot.redact import Redactor
 from bot.runbook.loader import DEFAULT_RUNBOOK, RunbookError, parse_runbook
 from bot.runbook.model import Release, ReleaseStatus, RequiredWhen, StepState
 from bot.runbook.readiness import runbook_for_now
-from bot.runbook.registry import load_steps
+from bot.steps.registry import STEPS
 from sandbox.github import GitHubState, create_github_app
 from sandbox.server import serve
 from sandbox.workspace import Workspace
@@ -46,7 +46,7 @@ def posted(chat: ConsoleChat) -> list[str]:
 
 
 def test_default_runbook_requires_the_work_and_migrations_when_added() -> None:
-    runbook = parse_runbook(DEFAULT_RUNBOOK.read_text(), load_steps())
+    runbook = parse_runbook(DEFAULT_RUNBOOK.read_text(), STEPS)
     always = {s.name for _, s in runbook.enabled_steps() if s.always_required}
     when = {s.name: s.required_when for _, s in runbook.enabled_steps() if s.required_when}
     assert always == {"tests", "lint", "merge", "deploy", "smoke", "health"}
@@ -57,7 +57,7 @@ def test_default_runbook_requires_the_work_and_migrations_when_added() -> None:
 def test_required_and_skip_contradict() -> None:
     text = "phases: [{name: v, steps: [{name: smoke, required: true, skip: not today}]}]"
     with pytest.raises(RunbookError, match="`required` and `skip` contradict"):
-        parse_runbook(text, load_steps())
+        parse_runbook(text, STEPS)
 
 
 async def test_no_settings_is_refused_naming_each_missing_setting(tmp_path: Path) -> None:
@@ -179,7 +179,7 @@ async def test_a_required_step_that_cannot_run_fails_rather_than_skips(tmp_path:
 
 
 def test_runbook_for_now_is_valid_and_names_what_left_out_steps_need(tmp_path: Path) -> None:
-    registry = load_steps()
+    registry = STEPS
     default = parse_runbook(DEFAULT_RUNBOOK.read_text(), registry)
     settings = make_settings(APP_WORKSPACE=str(tmp_path), STAGING_URL="https://staging.example")
     text = runbook_for_now(default, registry, settings, "default", refs_known=True)

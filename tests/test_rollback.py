@@ -32,7 +32,8 @@ from bot.rollback.model import (
     ticket_links,
 )
 from bot.runbook.model import Outcome, Release, ReleaseStatus, StepResult, utcnow
-from bot.runbook.registry import StepContext, step
+from bot.runbook.step import StepContext, StepDef
+from bot.steps.registry import STEPS
 from bot.store import Store
 from sandbox.server import FAULTS_KEY, serve
 from sandbox.services import PostgresServer, RedisServer
@@ -124,9 +125,10 @@ def add_release(store: Store, *, status: ReleaseStatus = ReleaseStatus.SUCCEEDED
     return release
 
 
-def make_runtime(settings: Settings, store: Store | None = None) -> tuple[Runtime, ConsoleChat]:
+def make_runtime(settings: Settings, store: Store | None = None,
+                 steps: dict[str, StepDef] | None = None) -> tuple[Runtime, ConsoleChat]:
     chat = ConsoleChat(out=io.StringIO())
-    runtime = build_runtime(settings, chat, store=store or Store(":memory:"))
+    runtime = build_runtime(settings, chat, store=store or Store(":memory:"), steps=steps)
     runtime.rollbacks.poll_seconds = 0.01
     return runtime, chat
 
@@ -521,19 +523,22 @@ async def test_second_rollback_of_the_same_release_is_told_the_first_is_under_wa
 BLOCKED = asyncio.Event()
 
 
-@step("rollback_test_block", title="Blocks until cancelled", phase="validate",
-      describe="test step for rollback tests", timeout=None)
 async def _block(ctx: StepContext) -> StepResult:
     BLOCKED.set()
     await asyncio.sleep(3600)
     return StepResult.ok("never")
 
 
+BLOCK = StepDef(name="rollback_test_block", title="Blocks until cancelled", run=_block,
+                describe="test step for rollback tests", timeout=None)
+
+
 async def test_rolling_back_a_running_release_cancels_it_first(env: Env, tmp_path: Path) -> None:
     runbook = tmp_path / "runbook.yml"
     runbook.write_text("name: t\nphases:\n  - name: validate\n    steps:\n"
                        "      - name: rollback_test_block\n")
-    runtime, chat = make_runtime(env.settings(RUNBOOK_PATH=str(runbook), RELEASE_CHANNEL="C0REL"))
+    runtime, chat = make_runtime(env.settings(RUNBOOK_PATH=str(runbook), RELEASE_CHANNEL="C0REL"),
+                                 steps={**STEPS, BLOCK.name: BLOCK})
     add_release(runtime.store, dep=env.old)
     BLOCKED.clear()
     release = await runtime.engine.start(ref="release/2", user="U0ALICE", channel="C0REL")

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from bot.runbook.loader import RunbookError, load_runbook, parse_runbook
-from bot.runbook.registry import load_steps
+from bot.steps.registry import STEPS
 
 
 def registry():  # type: ignore[no-untyped-def]
-    return load_steps()
+    return STEPS
 
 
 @pytest.mark.parametrize("text, message", [

@@ -40,14 +40,14 @@ async def test_a_release_waiting_too_long_gets_one_reminder(store: Store) -> Non
                                 state=StepState.WAITING, started_at=utcnow() - timedelta(hours=1))]
     store.create_release(release)
     chat = Recorder()
-    reporter = ChatReporter(chat, store, Redactor())
+    reporter = ChatReporter(chat, Redactor())
     assert await remind_waiting(store, reporter) == 1
     assert await remind_waiting(store, reporter) == 0  # not again within the window
     assert chat.posts[0][2] == "9.9" and "still waiting at *Migration review*" in chat.posts[0][1]
 
 
 async def test_scheduler_jobs_have_stable_ids(store: Store) -> None:
-    scheduler = build_scheduler(store, ChatReporter(Recorder(), store, Redactor()), None)
+    scheduler = build_scheduler(store, ChatReporter(Recorder(), Redactor()), None)
     assert [job.id for job in scheduler.get_jobs()] == ["remind-waiting"]
 
 

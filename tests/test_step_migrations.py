@@ -16,13 +16,14 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from bot.config import Settings
+from bot.locks import SqliteLock
 from bot.providers.supabase_cli import SupabaseCli
 from bot.rollback.model import applied_migrations
 from bot.runbook.engine import Engine
 from bot.runbook.loader import parse_runbook
 from bot.runbook.model import Outcome, Release, ReleaseStatus
-from bot.runbook.registry import REGISTRY, load_steps
-from bot.steps.migrations import PendingMigration, gate_key, review_text
+from bot.steps.migrations_review import PendingMigration, gate_key, review_text
+from bot.steps.registry import STEPS
 from bot.store import Store
 from sandbox.services import PostgresServer, free_port
 from sandbox.workspace import Workspace, create_workspace
@@ -194,13 +195,12 @@ async def test_a_skip_keeps_who_and_why_and_schema_current_then_warns_naming_it(
     """The whole story in the engine: review (skip, with a reason), push, schema_current."""
     _server, _name, url = staging
     ws.add_migration(BRANCH, "add_journal", JOURNAL, version=V4)
-    load_steps()
     store = Store(":memory:")
     reporter = RecordingReporter(store)
     runbook = parse_runbook("phases: [{name: p, steps: [{name: migrations_review}, "
-                            "{name: migrations_push}, {name: schema_current}]}]", REGISTRY)
+                            "{name: migrations_push}, {name: schema_current}]}]", STEPS)
     engine = Engine(settings=settings_for(ws, url, supabase_cli), store=store, reporter=reporter,
-                    runbook=runbook, registry=REGISTRY)
+                    runbook=runbook, registry=STEPS, lock=SqliteLock(store))
     release = await engine.start(ref=BRANCH, user="U0ALICE", channel=None)
     await asyncio.wait_for(reporter.gates.get(), 120)
     answered = await engine.decide(release.id or 0, "migrations_review", gate_key([V4]), "skip",

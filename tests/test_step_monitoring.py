@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from bot.config import Settings
 from bot.runbook.model import Link, Outcome, Release
-from bot.runbook.registry import REGISTRY, load_steps
-from tests.helpers import StepHarness, make_settings
+from bot.steps.registry import STEPS
+from tests.helpers import StepHarness, make_settings, phase_in_default_runbook
 
 FIELD = "Post-Deploy Monitoring Links"
 INSPECTOR = "https://vercel.com/acme/pocket-philosopher/dpl_abc123"
@@ -94,8 +94,7 @@ async def test_empty_setting_warns() -> None:
 
 
 def test_registered_in_report_phase_without_requirements() -> None:
-    load_steps()
-    sdef = REGISTRY["monitoring_links"]
-    assert sdef.phase == "report"
+    sdef = STEPS["monitoring_links"]
+    assert phase_in_default_runbook("monitoring_links") == "report"
     assert sdef.requires == () and sdef.requires_any == ()
     assert sdef.skip_reason(make_settings()) is None

@@ -17,12 +17,12 @@ import pytest
 
 from bot.providers.playwright import first_lines, parse_output, parse_report, strip_ansi
 from bot.runbook.model import Outcome, Release
-from bot.runbook.registry import REGISTRY, load_steps
+from bot.steps.registry import STEPS
 from sandbox.server import serve
 from sandbox.services import find_tool
 from sandbox.staging_app import StagingState, create_staging_app
 from sandbox.workspace import Workspace, create_workspace, run_git
-from tests.helpers import StepHarness, make_settings
+from tests.helpers import StepHarness, make_settings, phase_in_default_runbook
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NODE_MODULES = REPO_ROOT / ".tools" / "node_modules"
@@ -145,9 +145,8 @@ def test_strip_ansi_and_first_lines() -> None:
 
 
 def test_step_is_registered_for_validate_with_its_requirements() -> None:
-    load_steps()
-    sdef = REGISTRY["playwright"]
-    assert sdef.phase == "validate"
+    sdef = STEPS["playwright"]
+    assert phase_in_default_runbook("playwright") == "validate"
     assert sdef.tools == ("npx",)
     assert sdef.skip_reason(make_settings()) == "missing settings: APP_WORKSPACE, STAGING_URL"
 

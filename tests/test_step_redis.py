@@ -13,9 +13,9 @@ import redis.asyncio as aioredis
 from bot.providers.http import ProviderError
 from bot.providers.redis_info import flush_all, keyspace_keys, redis_stats, where
 from bot.runbook.model import Outcome
-from bot.runbook.registry import REGISTRY, load_steps
+from bot.steps.registry import STEPS
 from sandbox.services import RedisServer, free_port
-from tests.helpers import StepHarness, make_settings
+from tests.helpers import StepHarness, make_settings, phase_in_default_runbook
 
 pytest_plugins = ["tests.conftest_services"]
 
@@ -161,7 +161,6 @@ def test_keyspace_keys_and_where() -> None:
 
 
 def test_step_requires_the_url() -> None:
-    load_steps()
-    sdef = REGISTRY["redis"]
-    assert sdef.phase == "validate"
+    sdef = STEPS["redis"]
+    assert phase_in_default_runbook("redis") == "validate"
     assert sdef.skip_reason(make_settings()) == "missing settings: STAGING_REDIS_URL"

@@ -17,12 +17,12 @@ import pytest
 from bot.config import Settings
 from bot.providers.supabase_cli import SupabaseCli
 from bot.runbook.model import Outcome
-from bot.runbook.registry import REGISTRY, load_steps
+from bot.steps.registry import STEPS
 from sandbox.server import CALLS_KEY, FAULTS_KEY, serve
 from sandbox.services import free_port
 from sandbox.supabase_api import Migration, SupabaseState, create_supabase_app
 from sandbox.workspace import Workspace, create_workspace
-from tests.helpers import StepHarness, make_settings
+from tests.helpers import StepHarness, make_settings, phase_in_default_runbook
 
 pytest_plugins = ["tests.conftest_services"]
 
@@ -311,9 +311,8 @@ async def test_api_malformed_json_fails(
 
 
 def test_requirements() -> None:
-    load_steps()
-    sdef = REGISTRY["schema_current"]
-    assert sdef.phase == "validate"
+    sdef = STEPS["schema_current"]
+    assert phase_in_default_runbook("schema_current") == "validate"
     reason = sdef.skip_reason(make_settings(APP_WORKSPACE="/tmp"))
     assert reason == (
         "missing settings: SUPABASE_DB_URL or SUPABASE_PROJECT_REF+SUPABASE_ACCESS_TOKEN"

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from bot.config import Settings
 from bot.runbook.model import Outcome, StepResult
-from bot.steps.secrets import list_env_meta
+from bot.steps.secrets_present import list_env_meta
 from sandbox.server import CALLS_KEY, FAULTS_KEY, Faults, serve
 from sandbox.vercel import CustomEnvironment, Project, VercelState, create_vercel_app
 from tests.helpers import StepHarness, make_settings

@@ -13,11 +13,13 @@ from datetime import UTC, datetime
 
 from bot.chat.blocks import Message
 from bot.chat.reporter import ChatReporter
+from bot.locks import SqliteLock
 from bot.redact import Redactor
 from bot.runbook.engine import Engine
 from bot.runbook.loader import DEFAULT_RUNBOOK, parse_runbook
 from bot.runbook.model import ReleaseStatus, StepResult, StepState
-from bot.runbook.registry import StepContext, StepDef, load_steps
+from bot.runbook.step import StepContext, StepDef
+from bot.steps.registry import STEPS
 from bot.store import Store
 from sandbox.posthog import PostHogState, create_posthog_app
 from sandbox.server import serve
@@ -47,7 +49,7 @@ async def test_validate_checks_run_at_the_same_time(
     # The staging app reports each completed coach answer, as the real app does.
     state.on_chat_completed = lambda info: posthog.add_event(
         "i_chat_completed", datetime.now(UTC), distinct_id="staging-qa", environment="staging")
-    registry = dict(load_steps())
+    registry = dict(STEPS)
     default = parse_runbook(DEFAULT_RUNBOOK.read_text(), registry)
     validate = next(p for p in default.phases if p.name == "validate")
     assert validate.concurrent and set(CHECKS) <= {s.name for s in validate.steps}
@@ -75,7 +77,8 @@ async def test_validate_checks_run_at_the_same_time(
             POSTHOG_PERSONAL_API_KEY=posthog.personal_api_key, STAGING_TELEMETRY_WAIT_SECONDS=5)
         store = Store(":memory:")
         engine = Engine(settings=settings, store=store, runbook=runbook, registry=registry,
-                        reporter=ChatReporter(Quiet(), store, Redactor(), default_channel="C1"))
+                        reporter=ChatReporter(Quiet(), Redactor(), default_channel="C1"),
+                        lock=SqliteLock(store))
         release = await engine.start(ref="main", user="U1", channel="C1")
         done = await engine.wait(release.id or 0)
     assert sorted(started) == sorted(CHECKS)

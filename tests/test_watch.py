@@ -252,11 +252,12 @@ class Recorder:
 async def test_with_nothing_to_watch_the_thread_is_told_once_and_nothing_is_scheduled() -> None:
     from bot.redact import Redactor
     from bot.runbook.model import Release
+    from bot.steps.registry import STEPS
     from bot.store import Store
 
     store = Store(":memory:")
     chat = Recorder()
-    watcher = Watcher(make_settings(DATABASE_PATH=":memory:"), store, chat, Redactor())
+    watcher = Watcher(make_settings(DATABASE_PATH=":memory:"), store, chat, Redactor(), STEPS)
     release = store.create_release(Release(environment="staging", ref="main", started_by="U0ALICE",
                                            channel="C1", thread_ts="1.0",
                                            status=ReleaseStatus.SUCCEEDED))
@@ -269,10 +270,11 @@ def test_open_watches_are_found_through_an_index() -> None:
     """A long log holds a watch row per succeeded release: starting a release reads the open
     ones through (state, release_id), not every row."""
     from bot.redact import Redactor
+    from bot.steps.registry import STEPS
     from bot.store import Store
 
     store = Store(":memory:")
-    Watcher(make_settings(DATABASE_PATH=":memory:"), store, Recorder(), Redactor())
+    Watcher(make_settings(DATABASE_PATH=":memory:"), store, Recorder(), Redactor(), STEPS)
     plan = " ".join(r["detail"] for r in store.db.query(
         "explain query plan select * from watches where state = ? order by release_id", [WATCHING]))
     assert "idx_watches_state_release_id" in plan and "TEMP B-TREE" not in plan

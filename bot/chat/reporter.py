@@ -23,9 +23,8 @@ from bot.chat import blocks
 from bot.chat.blocks import Message
 from bot.chat.port import Chat, ChatRefused
 from bot.redact import Redactor
-from bot.runbook.engine import AnnounceRefused
 from bot.runbook.model import Decision, Gate, Release, StepRecord, StepState
-from bot.store import Store
+from bot.runbook.ports import AnnounceRefused
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +51,11 @@ class ChatReporter:
     step's state changes, `progress_interval` (at least `interval`; by default in proportion)
     after a progress line alone."""
 
-    def __init__(self, chat: Chat, store: Store, redactor: Redactor, *,
+    def __init__(self, chat: Chat, redactor: Redactor, *,
                  default_channel: str | None = None, interval: float = PARENT_UPDATE_SECONDS,
                  progress_interval: float | None = None,
                  rollback_enabled: bool = False) -> None:
         self.chat = chat
-        self.store = store
         self.redact = redactor
         self.default_channel = default_channel
         self.interval = interval
@@ -83,9 +81,8 @@ class ChatReporter:
             except AnnounceRefused:
                 self._threads.pop(release.id or 0, None)
                 raise
-            release.channel = channel
+            release.channel = channel  # where it was announced: the engine records it
             release.thread_ts = ts
-            self.store.save_release(release)
             thread.last_update = time.monotonic()
 
     async def _post_parent(self, channel: str, message: Message) -> str:

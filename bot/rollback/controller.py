@@ -149,8 +149,8 @@ class Rollbacks:
                                 reverted=plan.current)
         await self._act(plan, choices, report)
         if choices.deployment:
-            report.checks, report.check_titles = await run_checks(CHECKS, release, self.settings,
-                                                                  self.redact)
+            report.checks, report.check_titles = await run_checks(CHECKS, release,
+                                                                  self.engine.runner)
         report.rolled_back = _rolled_back(report)
         report.release = record(self.store, report)
         return report

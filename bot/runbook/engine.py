@@ -1,10 +1,12 @@
-"""The runbook engine: runs a release's steps, persisting each transition before announcing it.
+"""The runbook engine: starts, retries, cancels and recovers releases of one runbook.
 
-It knows nothing of Slack, HTTP or SQLite: it is handed a store, a reporter and the registry.
-Phases run in order; a `concurrent` phase starts all its steps at once. Each step gets a
-timeout, may wait on a person (`ctx.ask(gate)`), may report progress, and the first failure
-ends the release as failed. Releases survive restarts: `recover()` resumes those waiting on a
-person and marks those that were mid-step as interrupted (a Retry picks them up).
+It knows nothing of Slack, HTTP or SQLite: it is handed the ports of bot.runbook.ports (a
+release log, a reporter, an environment lock, a SHA lookup) and the catalog of steps, which it
+runs through bot.runbook.runner. Phases run in order; a `concurrent` phase starts all its steps
+at once (bot.runbook.release_run drives a release). Each step gets a timeout, may wait on a
+person (`ctx.ask(gate)`), may report progress, and the first failure ends the release as
+failed. Releases survive restarts: `recover()` resumes those waiting on a person and marks
+those that were mid-step as interrupted (a Retry picks them up).
 """
 
 from __future__ import annotations
@@ -12,56 +14,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from bot.config import Settings
-from bot.locks import SqliteLock
 from bot.redact import Redactor
-from bot.refs import resolve_sha
 from bot.runbook.approvers import GroupMembers, may_approve, mention
 from bot.runbook.model import (
-    APPENDED_FIELDS,
     Decision,
-    Gate,
-    Outcome,
     Release,
     ReleaseStatus,
     Runbook,
     StepRecord,
-    StepResult,
-    StepSpec,
     StepState,
     utcnow,
 )
-from bot.runbook.registry import StepContext, StepDef
-from bot.store import Store
+from bot.runbook.ports import AnnounceRefused, EnvironmentLock, ReleaseLog, Reporter, ShaLookup
+from bot.runbook.release_run import ReleaseDriver, cancel_unfinished
+from bot.runbook.runner import StepRunner
+from bot.runbook.step import StepDef
 
 log = logging.getLogger(__name__)
+
 # How an ended release reads after "Release #N has already …".
 ENDED = {ReleaseStatus.SUCCEEDED: "succeeded", ReleaseStatus.FAILED: "failed",
          ReleaseStatus.CANCELLED: "been cancelled", ReleaseStatus.ROLLED_BACK: "been rolled back",
          ReleaseStatus.INTERRUPTED: "been interrupted"}
 GATE_POLL_SECONDS = 2.0  # how often a waiting gate looks for an answer given to another process
-
-
-class Reporter(Protocol):
-    """Where the engine announces what happened (the chat layer implements it)."""
-
-    async def release_started(self, release: Release) -> None: ...
-    async def step_started(self, release: Release, record: StepRecord) -> None: ...
-    async def step_progress(self, release: Release, record: StepRecord, text: str) -> None: ...
-    async def step_finished(self, release: Release, record: StepRecord) -> None: ...
-    async def gate_opened(self, release: Release, record: StepRecord) -> None: ...
-    async def gate_closed(self, release: Release, record: StepRecord, decision: Decision) -> None: ...
-    async def phase_started(self, release: Release, phase: str, records: list[StepRecord]) -> None: ...
-    async def phase_finished(self, release: Release, phase: str, records: list[StepRecord]) -> None: ...
-    async def release_finished(self, release: Release) -> None: ...
-    async def note(self, release: Release, text: str) -> None: ...
-
-
 _RETRIED = (StepState.FAIL, StepState.CANCELLED, StepState.INTERRUPTED, StepState.RUNNING,
             StepState.WAITING)
 
@@ -92,30 +71,8 @@ def _note_retry(release: Release, user: str, first: str | None) -> None:
         {"by": user, "at": now.isoformat(), "from_step": first, "idle_seconds": round(idle, 3)})
 
 
-def _remember(release: Release, step: str, gate: Gate, decision: Decision) -> None:
-    """Keep a gate's answer in the release's history (a Retry that asks again adds, not replaces)."""
-    entry = {"step": step, "gate": gate.key, "action": decision.action, "by": decision.user,
-             "at": decision.at.isoformat(), "reason": decision.reason}
-    history = release.data.setdefault("decisions", [])
-    if entry not in history:
-        history.append(entry)
-
-
-class _StoppedElsewhere(Exception):
-    """The stored release was finished by another process while this one ran it."""
-
-    def __init__(self, release: Release) -> None:
-        self.release = release
-        super().__init__(release.status.value)
-
-
 class EngineError(Exception):
     """A request the engine refuses, with a message for the person who made it."""
-
-
-class AnnounceRefused(Exception):
-    """The reporter cannot announce a release at all (e.g. the bot may not post in the
-    channel); the message says what to do. Raised by `release_started` only."""
 
 
 @dataclass
@@ -138,19 +95,20 @@ class DecideResult:
     message: str
 
 
-class Engine:
+class Engine(ReleaseDriver):
     """Runs releases of one runbook; one release per environment at a time."""
 
     def __init__(
         self,
         *,
         settings: Settings,
-        store: Store,
+        store: ReleaseLog,
         reporter: Reporter,
         runbook: Runbook,
         registry: dict[str, StepDef],
+        lock: EnvironmentLock,
         redactor: Redactor | None = None,
-        lock: EnvironmentLock | None = None,
+        find_sha: ShaLookup | None = None,
         clock: Callable[[], object] = utcnow,
     ) -> None:
         self.settings = settings
@@ -159,8 +117,9 @@ class Engine:
         self.runbook = runbook
         self.registry = registry
         self.redact = redactor or Redactor(settings.secret_values())
-        # Without Redis the lock lives in the release log, so processes sharing it agree too.
-        self.lock: EnvironmentLock = lock if lock is not None else SqliteLock(store)
+        self.runner = StepRunner(settings=settings, steps=registry, redactor=self.redact)
+        self.lock = lock
+        self.find_sha = find_sha
         self.gate_poll_seconds = GATE_POLL_SECONDS
         self._keepalive: asyncio.Task[None] | None = None
         self._tasks: dict[int, asyncio.Task[Release]] = {}
@@ -182,7 +141,7 @@ class Engine:
                     name=spec.name,
                     title=sdef.title,
                     description=sdef.describe,
-                    skip_reason=spec.skip or sdef.skip_reason(self.settings),
+                    skip_reason=self.runner.skip_reason(spec.name, spec.skip),
                     concurrent=phase.concurrent,
                 )
             )
@@ -233,7 +192,7 @@ class Engine:
                     f"{active.environment}; cancel it or wait for it to finish."
                 )
             assert release.id is not None
-            if self.lock is not None and not await self.lock.acquire(release.environment, release.id):
+            if not await self.lock.acquire(release.environment, release.id):
                 release.status = ReleaseStatus.CANCELLED
                 release.finished_at = utcnow()
                 self.store.save_release(release)
@@ -246,9 +205,9 @@ class Engine:
         except AnnounceRefused as exc:
             # Nobody could see this release run: take it back before any step starts.
             self.store.discard_release(release.id)
-            if self.lock is not None:
-                await self.lock.release(release.environment, release.id)
+            await self.lock.release(release.environment, release.id)
             raise EngineError(str(exc)) from exc
+        self.store.save_release(release)  # where the reporter announced it (channel, thread)
         self._launch(release)
         return release
 
@@ -263,7 +222,7 @@ class Engine:
             if newest is not None and newest.id != release.id:
                 raise EngineError(f"Release #{newest.id} started after #{release_id}; "
                                   "start a new release instead of retrying an old one.")
-            if self.lock is not None and not await self.lock.acquire(release.environment, release_id):
+            if not await self.lock.acquire(release.environment, release_id):
                 holder = await self.lock.holder(release.environment)
                 raise EngineError(f"{release.environment} is held by release #{holder} in another "
                                   "bot process; retry when it has finished.")
@@ -301,11 +260,7 @@ class Engine:
                 return self._require(release_id)
         # Not running in this process (waiting after a restart, or driven by another process,
         # which sees it finished and stops): finish it here, steps included.
-        changed = [r for r in release.steps if not r.state.finished]
-        for record in changed:
-            record.state = StepState.CANCELLED
-            record.gate = None
-        return await self._finish(release, ReleaseStatus.CANCELLED, *changed)
+        return await self._finish(release, ReleaseStatus.CANCELLED, *cancel_unfinished(release))
 
     async def decide(self, release_id: int, step: str, gate_key: str, action: str,
                      user: str, reason: str = "") -> DecideResult:
@@ -376,6 +331,7 @@ class Engine:
         return self._require(release_id)
 
     def running(self, release_id: int) -> bool:
+        """Whether this process is driving release `release_id` now."""
         task = self._tasks.get(release_id)
         return task is not None and not task.done()
 
@@ -383,11 +339,7 @@ class Engine:
         """Stop running tasks without changing their stored state (a restart resumes them),
         and free their environments so that the next process can take them at once."""
         stopped = {rid: self.store.get_release(rid) for rid in self._tasks}
-        for task in list(self._tasks.values()):
-            task.cancel()
-        for task in list(self._tasks.values()):
-            with contextlib.suppress(BaseException):
-                await task
+        await self._stop_tasks()
         for release_id, release in stopped.items():
             if release is not None:
                 with contextlib.suppress(Exception):
@@ -396,277 +348,8 @@ class Engine:
             self._keepalive.cancel()
             self._keepalive = None
 
-    # --- running ---------------------------------------------------------------------------
     def _require(self, release_id: int) -> Release:
         release = self.store.get_release(release_id)
         if release is None:
             raise EngineError(f"Release #{release_id} does not exist.")
         return release
-
-    def _launch(self, release: Release) -> None:
-        assert release.id is not None
-        task = asyncio.create_task(self._run(release), name=f"release-{release.id}")
-        release_id = release.id
-        self._tasks[release_id] = task
-
-        def forget(done: asyncio.Task[Release]) -> None:
-            if self._tasks.get(release_id) is done:
-                del self._tasks[release_id]
-            if not self._tasks and self._keepalive is not None:
-                self._keepalive.cancel()  # nothing left to keep: no timer outlives the releases
-                self._keepalive = None
-
-        task.add_done_callback(forget)
-        if self._keepalive is None or self._keepalive.done():
-            self._keepalive = asyncio.create_task(self._keep_locks(), name="release-locks")
-
-    async def _keep_locks(self) -> None:
-        """Renew this process's environment locks while it drives a release."""
-        while True:
-            await asyncio.sleep(self.lock.renew_seconds)
-            try:
-                await self.lock.renew()
-            except Exception:  # a lost renewal is retried; the lease is several periods long
-                log.exception("could not renew the environment locks")
-
-    async def _run(self, release: Release) -> Release:
-        assert release.id is not None
-        try:
-            await self._fill_sha(release)
-            failed = False
-            for phase in self.runbook.phases:
-                if failed and not phase.always:
-                    continue
-                todo = [
-                    (spec, release.step(spec.name))
-                    for spec in phase.steps
-                    if spec.enabled and not release.step(spec.name).state.finished
-                ]
-                if not todo:
-                    continue
-                if phase.concurrent:
-                    if len(todo) > 1:  # summarized together by phase_finished below
-                        await self.reporter.phase_started(release, phase.name, [r for _, r in todo])
-                    results = await asyncio.gather(*(self._run_step(release, s, r) for s, r in todo))
-                else:
-                    results = []
-                    for spec, record in todo:
-                        outcome = await self._run_step(release, spec, record)
-                        results.append(outcome)
-                        if outcome == Outcome.FAIL:
-                            break
-                canceller = next((r.result.data["cancel_release"] for r in release.steps
-                                  if r.result and r.result.data.get("cancel_release")), None)
-                if canceller:
-                    release.data["cancelled_by"] = canceller
-                    changed = [r for r in release.steps if not r.state.finished]
-                    for record in changed:
-                        record.state = StepState.CANCELLED
-                    return await self._finish(release, ReleaseStatus.CANCELLED, *changed)
-                if phase.concurrent and len(todo) > 1:
-                    await self.reporter.phase_finished(release, phase.name,
-                                                       [release.step(s.name) for s, _ in todo])
-                failed = failed or Outcome.FAIL in results
-            return await self._finish(release, ReleaseStatus.FAILED if failed
-                                      else ReleaseStatus.SUCCEEDED)
-        except _StoppedElsewhere as stopped:
-            log.info("release #%s was %s elsewhere; stopping", release.id, stopped.release.status.value)
-            if self.lock is not None and release.id is not None:
-                await self.lock.release(release.environment, release.id)
-            return stopped.release
-        except Exception:
-            # A bug outside a step (store, reporter): never leave the release running and the
-            # environment locked. Mark what was running as failed and finish as failed.
-            log.exception("release #%s stopped by an internal error", release.id)
-            changed = [r for r in release.steps if r.state in (StepState.RUNNING, StepState.WAITING)]
-            for record in changed:
-                record.state = StepState.FAIL
-                record.result = record.result or StepResult.fail("Stopped by an internal error of the bot")
-                record.finished_at = utcnow()
-            return await self._finish(release, ReleaseStatus.FAILED, *changed)
-        except asyncio.CancelledError:
-            if release.id in self._cancel_requests:
-                user, reason = self._cancel_requests.pop(release.id)
-                release.data["cancelled_by"] = user
-                if reason:
-                    release.data["cancel_reason"] = reason
-                changed = [r for r in release.steps if not r.state.finished]
-                for record in changed:
-                    record.state = StepState.CANCELLED
-                    record.gate = None
-                return await self._finish(release, ReleaseStatus.CANCELLED, *changed)
-            raise
-        finally:
-            for key in [k for k in self._gates if k[0] == release.id]:
-                self._gates.pop(key, None)
-
-    async def _fill_sha(self, release: Release) -> None:
-        """Record the commit the ref names when nothing has yet (tests, lint, merge may be skipped)."""
-        if release.git_sha:
-            return
-        try:
-            sha = await resolve_sha(self.settings, release.ref, self.redact)
-        except Exception:  # best effort: a step that needs the SHA says so itself
-            log.exception("could not resolve %s", release.ref)
-            return
-        if sha:
-            release.git_sha = sha
-            release.data["git_sha_source"] = "ref"
-            self.store.save_release(release)
-
-    async def _run_step(self, release: Release, spec: StepSpec, record: StepRecord) -> Outcome:
-        self._check_elsewhere(release)
-        sdef = self.registry[spec.name]
-        reason = spec.skip or sdef.skip_reason(self.settings)
-        if reason is not None and self._required(release, spec):
-            result = StepResult.fail(f"Required, but cannot run: {reason}",
-                                     data={"skip_reason": reason, "required": True})
-            await self._record_result(release, record, result)
-            return Outcome.FAIL
-        if reason is not None:
-            result = StepResult.skipped(f"Skipped: {reason}", data={"skip_reason": reason})
-            await self._record_result(release, record, result)
-            return Outcome.SKIPPED
-        record.state = StepState.RUNNING
-        record.started_at = utcnow()
-        record.result = None
-        if release.status != ReleaseStatus.RUNNING:
-            release.status = ReleaseStatus.RUNNING
-        self.store.save(release, record)
-        await self.reporter.step_started(release, record)
-        ctx = StepContext(
-            settings=self.settings,
-            release=release,
-            step_name=spec.name,
-            options=spec.options,
-            redact=self.redact,
-            progress=lambda text: self.reporter.step_progress(release, record, self.redact(text)),
-            ask=lambda gate: self._ask(release, record, gate),
-        )
-        timeout = spec.timeout if spec.timeout is not None else sdef.timeout
-        try:
-            if timeout is None:
-                result = await sdef.run(ctx)
-            else:
-                async with asyncio.timeout(timeout):
-                    result = await sdef.run(ctx)
-            if not isinstance(result, StepResult):
-                raise TypeError(f"step returned {type(result).__name__}, not a StepResult")
-        except TimeoutError:
-            result = StepResult.fail(f"Timed out after {timeout:g}s")
-        except (asyncio.CancelledError, _StoppedElsewhere):
-            raise
-        except Exception as exc:  # a crashing step fails the release, never the bot
-            log.exception("step %s crashed", spec.name)
-            tail = "".join(traceback.format_exception(exc)[-3:])
-            result = StepResult.fail(f"Crashed: {type(exc).__name__}: {exc}", output_tail=tail)
-        await self._record_result(release, record, result)
-        return result.outcome
-
-    @staticmethod
-    def _required(release: Release, spec: StepSpec) -> bool:
-        """Whether `spec` must run in this release (a required step never skips)."""
-        return spec.always_required or spec.name in release.data.get("required_steps", ())
-
-    async def _record_result(self, release: Release, record: StepRecord, result: StepResult) -> None:
-        result = StepResult.model_validate(self.redact.data(result.model_dump()))
-        record.result = result
-        record.state = StepState(result.outcome.value)
-        if result.data.get("cancel_release"):
-            record.state = StepState.CANCELLED
-        record.finished_at = utcnow()
-        record.gate = None
-        self._merge_fields(release, result)
-        release.data.setdefault("steps", {})[record.name] = result.data
-        try:
-            self._check_elsewhere(release)
-        except _StoppedElsewhere:
-            self.store.save_step(release, record)  # keep the step's result, not our release row
-            raise
-        self.store.save(release, record)
-        await self.reporter.step_finished(release, record)
-
-    @staticmethod
-    def _merge_fields(release: Release, result: StepResult) -> None:
-        for name, value in result.fields.items():
-            if name == "Git SHA":
-                release.git_sha = value
-            if name in APPENDED_FIELDS and release.fields.get(name):
-                have = release.fields[name].split("\n")
-                new = [line for line in value.split("\n") if line not in have]
-                if new:
-                    release.fields[name] += "\n" + "\n".join(new)
-            else:
-                release.fields[name] = value
-
-    def _check_elsewhere(self, release: Release) -> None:
-        """Raise _StoppedElsewhere when another process finished this release (e.g. a CLI
-        rollback cancelled it): start nothing more and do not overwrite what it stored."""
-        stored = self.store.get_release(release.id or 0)
-        if stored is not None and not stored.status.active:
-            raise _StoppedElsewhere(stored)
-
-    async def _ask(self, release: Release, record: StepRecord, gate: Gate) -> Decision:
-        assert release.id is not None
-        stored = self.store.get_decision(release.id, record.name, gate.key)
-        if stored is not None:  # answered while the bot was down, or before a restart
-            _remember(release, record.name, gate, stored)
-            return stored
-        if not gate.approvers and any(a.approvers_only for a in gate.actions):
-            gate = gate.model_copy(update={"approvers": list(self.settings.RELEASE_APPROVERS)})
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Decision] = loop.create_future()
-        self._gates[(release.id, record.name)] = future
-        record.state = StepState.WAITING
-        record.gate = gate
-        release.status = ReleaseStatus.WAITING
-        self.store.save(release, record)
-        # A press may have landed between the check above and the save: look once more.
-        stored = self.store.get_decision(release.id, record.name, gate.key)
-        if stored is not None and not future.done():
-            future.set_result(stored)
-        await self.reporter.gate_opened(release, record)
-        try:
-            decision = await self._answer(release, record, gate, future)
-        finally:
-            self._gates.pop((release.id, record.name), None)
-        record.state = StepState.RUNNING
-        record.gate = None
-        release.status = ReleaseStatus.RUNNING
-        _remember(release, record.name, gate, decision)
-        self.store.save(release, record)
-        await self.reporter.gate_closed(release, record, decision)
-        return decision
-
-    async def _answer(self, release: Release, record: StepRecord, gate: Gate,
-                      future: asyncio.Future[Decision]) -> Decision:
-        """The answer to an open gate: pressed here, or stored by another process sharing the log."""
-        assert release.id is not None
-        while True:
-            try:
-                return await asyncio.wait_for(asyncio.shield(future), self.gate_poll_seconds)
-            except TimeoutError:
-                stored = self.store.get_decision(release.id, record.name, gate.key)
-                if stored is not None:
-                    return stored
-                self._check_elsewhere(release)
-
-    async def _finish(self, release: Release, status: ReleaseStatus, *records: StepRecord) -> Release:
-        release.status = status
-        release.finished_at = utcnow()
-        self.store.save(release, *records)
-        if self.lock is not None and release.id is not None:
-            await self.lock.release(release.environment, release.id)
-        await self.reporter.release_finished(release)
-        return release
-
-
-class EnvironmentLock(Protocol):
-    """A lock that lets one release at a time hold an environment (see bot.locks)."""
-
-    renew_seconds: float
-
-    async def acquire(self, environment: str, release_id: int) -> bool: ...
-    async def release(self, environment: str, release_id: int) -> None: ...
-    async def holder(self, environment: str) -> int | None: ...
-    async def renew(self) -> None: ...

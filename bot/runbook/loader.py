@@ -13,7 +13,7 @@ import yaml
 from pydantic import ValidationError
 
 from bot.runbook.model import Runbook
-from bot.runbook.registry import StepDef
+from bot.runbook.step import StepDef
 
 DEFAULT_RUNBOOK = Path(__file__).with_name("default.yml")
 

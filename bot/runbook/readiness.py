@@ -14,7 +14,7 @@ from typing import Protocol
 
 from bot.config import Settings
 from bot.runbook.model import PhaseSpec, Runbook, StepSpec
-from bot.runbook.registry import StepDef
+from bot.runbook.step import StepDef
 
 RUNBOOK_HINT = ("To release with only what can run now, on purpose: "
                 "`release-bot check-config --runbook > runbook.yml` and set "

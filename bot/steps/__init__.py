@@ -1,8 +1,4 @@
-"""The runbook's steps, one module per area; importing this package registers them all."""
-
-from importlib import import_module
-from pkgutil import iter_modules
-
-for _module in iter_modules(__path__):
-    if not _module.name.startswith("_"):
-        import_module(f"{__name__}.{_module.name}")
+"""The runbook's steps: `bot/steps/<name>.py` for each step name of `bot/runbook/default.yml`,
+each declaring `STEP = StepDef(...)`; `bot.steps.registry.STEPS` lists them all. The other
+modules hold what several steps share (`workspace`, `migration_files`, `staging_http`,
+`posthog_events`)."""

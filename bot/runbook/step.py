@@ -1,14 +1,14 @@
-"""The step registry and the context a step runs with.
+"""What a step is: its declaration (`StepDef`) and the context it runs with (`StepContext`).
 
-A step is an async function `run(ctx) -> StepResult` registered with `@step(...)`, which also
-declares the settings and tools it needs (missing ones make the engine skip it with a warning
-that names them, or refuse the release when the runbook marks the step required; see
-bot.runbook.readiness) and a one-line description for `--dry-run` and `check-config`.
+A step is an async function `run(ctx) -> StepResult`. Each module of `bot.steps` declares its
+step as data, `STEP = StepDef(...)`, naming the settings and tools it needs (missing ones make
+the engine skip it with a warning that names them, or refuse the release when the runbook marks
+the step required; see bot.runbook.readiness) and a one-line description for `--dry-run` and
+`check-config`. The catalog of steps (`bot.steps.registry.STEPS`) is handed to the engine.
 """
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 from bot.config import Settings
 from bot.redact import Redactor
 from bot.runbook.model import Decision, Gate, Release, StepResult
+from bot.runbook.ports import ToolLookup, on_path
 
 StepFn = Callable[["StepContext"], Awaitable[StepResult]]
 
@@ -39,11 +40,10 @@ class StepContext:
 
 @dataclass(frozen=True)
 class StepDef:
-    """A registered step."""
+    """A step of the catalog: its name, what it needs, and the function that does the work."""
 
     name: str
     title: str
-    phase: str
     run: StepFn
     requires: tuple[str, ...] = ()
     tools: tuple[str, ...] = ()
@@ -52,6 +52,8 @@ class StepDef:
     # Settings of which at least one group must be set, e.g. (("SUPABASE_DB_URL",),
     # ("SUPABASE_PROJECT_REF",)); an empty tuple means no alternatives.
     requires_any: tuple[tuple[str, ...], ...] = field(default_factory=tuple)
+    # Where `tools` are looked for: the step names the lookup that knows its executables.
+    find_tool: ToolLookup = on_path
 
     def missing_settings(self, settings: Settings) -> list[str]:
         """Settings this step needs that are unset."""
@@ -62,9 +64,7 @@ class StepDef:
 
     def missing_tools(self, settings: Settings) -> list[str]:
         """Executables this step needs that are not on this machine."""
-        from bot.providers.tools import resolve_tool
-
-        return [tool for tool in self.tools if resolve_tool(tool, settings) is None]
+        return [tool for tool in self.tools if self.find_tool(tool, settings) is None]
 
     def skip_reason(self, settings: Settings) -> str | None:
         """Why this step cannot run with these settings on this machine, or None."""
@@ -75,50 +75,3 @@ class StepDef:
         if tools:
             return "tools not installed: " + ", ".join(tools)
         return None
-
-
-REGISTRY: dict[str, StepDef] = {}
-
-
-def step(
-    name: str,
-    *,
-    title: str,
-    phase: str,
-    describe: str,
-    requires: tuple[str, ...] = (),
-    requires_any: tuple[tuple[str, ...], ...] = (),
-    tools: tuple[str, ...] = (),
-    timeout: float | None = 300.0,
-) -> Callable[[StepFn], StepFn]:
-    """Register `fn` as the step `name`."""
-
-    def register(fn: StepFn) -> StepFn:
-        if name in REGISTRY and REGISTRY[name].run is not fn:
-            raise ValueError(f"step {name!r} is registered twice")
-        REGISTRY[name] = StepDef(
-            name=name,
-            title=title,
-            phase=phase,
-            run=fn,
-            requires=requires,
-            requires_any=requires_any,
-            tools=tools,
-            timeout=timeout,
-            describe=describe,
-        )
-        return fn
-
-    return register
-
-
-def load_steps() -> dict[str, StepDef]:
-    """Import every step module (registering its steps) and return the registry."""
-    import bot.steps  # noqa: F401  (imports register the steps)
-
-    return REGISTRY
-
-
-def which(name: str) -> str | None:
-    """`shutil.which`, in one place so tests can see what the steps look up."""
-    return shutil.which(name)

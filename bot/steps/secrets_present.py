@@ -20,7 +20,7 @@ import httpx
 from bot.chat.blocks import table
 from bot.providers.http import ProviderError, make_client, send
 from bot.runbook.model import StepResult
-from bot.runbook.registry import StepContext, step
+from bot.runbook.step import StepContext, StepDef
 
 PROVIDER = "Vercel"
 AUTH_HINT = "the Vercel token was rejected or cannot read this project's environment variables"
@@ -165,14 +165,6 @@ def _production_updated(envs: list[EnvVarMeta], key: str) -> int:
     return max((e.updated_at for e in envs if e.key == key and "production" in e.targets), default=0)
 
 
-@step(
-    "secrets_present",
-    title="Staging secrets are present",
-    phase="prepare",
-    describe="Vercel's staging target has every REQUIRED_SECRETS env var (names only, never "
-    "values), and none is older than production's copy.",
-    requires=("VERCEL_TOKEN", "VERCEL_PROJECT_ID"),
-)
 async def secrets_present(ctx: StepContext) -> StepResult:
     """Every REQUIRED_SECRETS key exists for staging; warn where production's copy is newer."""
     settings = ctx.settings
@@ -225,3 +217,13 @@ async def secrets_present(ctx: StepContext) -> StepResult:
         f"All {total} required env vars are set for staging ({target.label}).",
         details=details, data=data,
     )
+
+
+STEP = StepDef(
+    name="secrets_present",
+    title="Staging secrets are present",
+    describe="Vercel's staging target has every REQUIRED_SECRETS env var (names only, never "
+             "values), and none is older than production's copy.",
+    requires=("VERCEL_TOKEN", "VERCEL_PROJECT_ID"),
+    run=secrets_present,
+)

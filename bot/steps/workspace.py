@@ -1,34 +1,29 @@
-"""The guide's "Run `npm run test` and `npm run lint`", on the release's own code.
+"""The release's code in APP_WORKSPACE, for the steps that run it (tests, lint, playwright) or
+read it (the migration steps).
 
-Before running either, `APP_WORKSPACE` is brought to the release ref: `git fetch`, then a
-detached checkout of the ref (refused when the workspace has local changes), and `npm ci`
-when the lockfile changed since the last install. The tested SHA is recorded.
-
-The runners' output is read, not guessed at: test counts come from the runner's own summary
-(`bot.providers.test_output`), lint problems from ESLint's or `next lint`'s listing
-(`bot.providers.eslint_output`). Children run with colour off, report their elapsed time while
-they run, and what they write into the checkout is tidied (`bot.providers.workspace_files`).
+`prepare_workspace` brings APP_WORKSPACE to the release ref: `git fetch`, then a detached checkout
+of the ref (refused when the workspace has local changes), and `npm ci` when the lockfile changed
+since the last install. `npm_script` runs `npm run <script>` there with colour off, reporting its
+elapsed time; `with_leftovers` notes what a run left in the checkout
+(`bot.providers.workspace_files`).
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
 from pathlib import Path
 
 from bot.config import Settings
-from bot.providers.eslint_output import LintReport, parse_lint_output
 from bot.providers.npm_output import install_script_failure
 from bot.providers.shell import CommandResult, child_env, elapsed_progress, run_command
-from bot.providers.test_output import TestRun, parse_test_output
 from bot.providers.workspace_files import TOOL_OUTPUT_DIRS, LeftoverGuard, leave_as_found
 from bot.redact import Redactor
 from bot.runbook.model import Outcome, StepResult
-from bot.runbook.registry import StepContext, step
+from bot.runbook.step import StepContext
 
 INSTALL_STAMP = ".release-bot-lock-hash"
-LISTED_PROBLEMS = 30
-LISTED_FAILURES = 20
+
+
 # For the app's scripts: no watch mode or prompts (CI), no telemetry notice from Next.js.
 SCRIPT_ENV = {"CI": "true", "NEXT_TELEMETRY_DISABLED": "1"}
 
@@ -142,7 +137,7 @@ def npm_ci_failure(result: CommandResult, ci_args: list[str]) -> str:
     return text
 
 
-async def _npm_script(ctx: StepContext, script: str
+async def npm_script(ctx: StepContext, script: str
                       ) -> tuple[CommandResult, dict[str, str], LeftoverGuard] | StepResult:
     """Run `npm run <script>` at the release ref: (result, data, leftovers), or the failure."""
     try:
@@ -174,114 +169,3 @@ def with_leftovers(result: StepResult, leftovers: LeftoverGuard) -> StepResult:
             "left_in_workspace": leftovers.kept}
     outcome = Outcome.WARN if leftovers.kept and result.outcome == Outcome.OK else result.outcome
     return result.model_copy(update={"details": details, "data": data, "outcome": outcome})
-
-
-# --- tests -------------------------------------------------------------------------------------
-
-
-def _failures_text(run: TestRun) -> str:
-    lines = ["*Failing tests*"] if run.failures else []
-    for failure in run.failures[:LISTED_FAILURES]:
-        lines.append(f"• {failure.name}")
-        if failure.error:
-            lines.append(f"    `{failure.error.replace('`', chr(39))}`")
-    if len(run.failures) > LISTED_FAILURES:
-        lines.append(f"… and {len(run.failures) - LISTED_FAILURES} more")
-    return "\n".join(lines)
-
-
-def _test_data(run: TestRun, data: dict[str, str]) -> dict[str, object]:
-    return {**data, "runner": run.runner, "failed": run.failed, "passed": run.passed,
-            "skipped": run.skipped, "total": run.total,
-            "failing": [f.name for f in run.failures],
-            "failures": [{"name": f.name, "error": f.error} for f in run.failures[:50]]}
-
-
-def _failed_tests(result: CommandResult, run: TestRun, sha: str) -> str:
-    if run.has_totals:
-        counted = run.counts()
-        first = run.failures[0] if run.failures else None
-        lead = f": {first.name} — {first.error}" if first and first.error and run.failed == 1 else ""
-        return f"npm run test failed at {sha} ({counted}){lead}"
-    named = f"; {len(run.failures)} failing test(s) named in the output" if run.failures else ""
-    return (f"npm run test failed at {sha} (exit {result.returncode}, no test summary in the "
-            f"output{named})")
-
-
-@step("tests", title="Tests (npm run test)", phase="prepare", requires=("APP_WORKSPACE",),
-      tools=("git", "npm"), timeout=None,
-      describe="Check out the release ref in APP_WORKSPACE and run `npm run test`.")
-async def run_tests(ctx: StepContext) -> StepResult:
-    """`npm run test` on the release's code; the exit code decides, the runner's summary counts."""
-    ran = await _npm_script(ctx, "test")
-    if isinstance(ran, StepResult):
-        return ran
-    result, data, leftovers = ran
-    sha = data["tested_sha"][:8]
-    run = parse_test_output(result.stdout + "\n" + result.stderr)
-    if not result.ok:
-        return with_leftovers(StepResult.fail(
-            _failed_tests(result, run, sha), details=_failures_text(run),
-            output_tail=result.tail(25), data=_test_data(run, data)), leftovers)
-    counted = f" ({run.counts()})" if run.has_totals else ""
-    fields = {"Automated Checks": f"npm run test passed at {sha}{counted}"}
-    return with_leftovers(StepResult.ok(f"npm run test passed at {sha}{counted}",
-                                        data=_test_data(run, data), fields=fields), leftovers)
-
-
-# --- lint --------------------------------------------------------------------------------------
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
-
-
-def _lint_counts(report: LintReport) -> str:
-    files = len(report.files)
-    where = f" in {_plural(files, 'file')}" if files else ""
-    return f"{_plural(report.errors, 'error')}, {_plural(report.warnings, 'warning')}{where}"
-
-
-def _lint_details(report: LintReport) -> str:
-    ordered = sorted(report.problems, key=lambda p: p.severity != "error")
-    lines = [p.as_text().replace("`", "'") for p in ordered[:LISTED_PROBLEMS]]
-    if len(ordered) > LISTED_PROBLEMS:
-        lines.append(f"… and {len(ordered) - LISTED_PROBLEMS} more")
-    return "```\n" + "\n".join(lines) + "\n```" if lines else ""
-
-
-def _relative(report: LintReport, workspace: str) -> LintReport:
-    """Paths relative to the workspace (plain eslint prints absolute ones)."""
-    prefix = workspace.rstrip("/") + "/"
-    problems = [replace(p, file=p.file.removeprefix(prefix)) for p in report.problems]
-    return LintReport(problems, report.summary_errors, report.summary_warnings)
-
-
-@step("lint", title="Lint (npm run lint)", phase="prepare", requires=("APP_WORKSPACE",),
-      tools=("git", "npm"), timeout=None,
-      describe="Run `npm run lint` in APP_WORKSPACE at the release ref.")
-async def run_lint(ctx: StepContext) -> StepResult:
-    """`npm run lint` on the release's code; the exit code decides, ESLint's listing explains."""
-    ran = await _npm_script(ctx, "lint")
-    if isinstance(ran, StepResult):
-        return ran
-    result, data, leftovers = ran
-    sha = data["tested_sha"][:8]
-    report = _relative(parse_lint_output(result.stdout + "\n" + result.stderr),
-                       ctx.settings.APP_WORKSPACE or "")
-    lint_data = {**data, "errors": report.errors, "warnings": report.warnings,
-                 "problems": [p.as_data() for p in report.problems[:50]]}
-    details = _lint_details(report)
-    if not result.ok:
-        first = next((p for p in report.problems if p.severity == "error"), None)
-        lead = f"; first: {first.file}:{first.line} {first.rule}".rstrip() if first else ""
-        summary = (f"npm run lint failed at {sha} ({_lint_counts(report)}{lead})" if report.problems
-                   else f"npm run lint failed at {sha} (exit {result.returncode}; no ESLint "
-                   "problems in the output, see the tail)")
-        return with_leftovers(StepResult.fail(summary, details=details, output_tail=result.tail(25),
-                                              data=lint_data), leftovers)
-    noted = f" ({_lint_counts(report)})" if report.warnings else ""
-    return with_leftovers(StepResult.ok(f"npm run lint passed at {sha}{noted}", details=details,
-                                        data=lint_data,
-                                        fields={"Automated Checks": f"npm run lint passed at {sha}"}),
-                          leftovers)
