@@ -18,7 +18,8 @@ from bot.runbook.engine import EngineError
 from handlers.safety import field, mapping, mention, release_id, user_id
 
 if TYPE_CHECKING:
-    from bot.app import Runtime
+    from bot.runbook.engine import Engine
+    from bot.service import ReleaseService
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +28,8 @@ async def _whisper(respond: AsyncRespond, text: str) -> None:
     await respond(text=text, response_type="ephemeral", replace_original=False)
 
 
-def register(app: AsyncApp, runtime: Runtime) -> None:
+def register(app: AsyncApp, engine: Engine, service: ReleaseService) -> None:
     """Register the Retry and gate buttons."""
-    engine = runtime.engine
-    service = runtime.service
 
     @app.action(RETRY_ACTION)
     async def retry(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any],

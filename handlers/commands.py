@@ -19,7 +19,7 @@ from handlers.rollback import RollbackForm
 from handlers.safety import field
 
 if TYPE_CHECKING:
-    from bot.app import Runtime
+    from bot.service import ReleaseService
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +35,8 @@ def ephemeral(respond: AsyncRespond) -> Any:
     return reply
 
 
-def register(app: AsyncApp, runtime: Runtime) -> None:
+def register(app: AsyncApp, service: ReleaseService, form: RollbackForm) -> None:
     """Register `/release`; `/release rollback` opens the rollback form (handlers/rollback.py)."""
-    service = runtime.service
-    form = RollbackForm(app.client, runtime.rollbacks, runtime.settings)
 
     @app.command("/release")
     async def release_command(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond,

@@ -14,18 +14,20 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import home
-from bot.watch import Watcher
 from handlers.safety import USER_ID, field
 
 if TYPE_CHECKING:
-    from bot.app import Runtime
+    from bot.chat.port import Chat
+    from bot.redact import Redactor
+    from bot.store import Store
+    from bot.watch import Watcher
 
 log = logging.getLogger(__name__)
 
 
-def register(app: AsyncApp, runtime: Runtime) -> None:
-    """Register the Home tab."""
-    watcher = next((x for x in runtime.listeners if isinstance(x, Watcher)), None)
+def register(app: AsyncApp, store: Store, environment: str, watcher: Watcher | None, chat: Chat,
+             redactor: Redactor) -> None:
+    """Register the Home tab: the log of `environment` in `store`, `watcher`'s open watches."""
 
     @app.event("app_home_opened")
     async def opened(event: dict[str, Any], client: AsyncWebClient) -> None:
@@ -33,8 +35,8 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         if not USER_ID.fullmatch(user) or field(event, "tab") not in ("", "home"):
             return
         watches = watcher.open_watches() if watcher is not None else []
-        data = await home.gather(runtime.store, runtime.settings.ENVIRONMENT, watches, runtime.chat)
-        view = runtime.redactor.data(home.home_view(data))
+        data = await home.gather(store, environment, watches, chat)
+        view = redactor.data(home.home_view(data))
         try:
             await client.views_publish(user_id=user, view=view)
         except SlackApiError as exc:

@@ -20,7 +20,7 @@ from bot.manual_tests import MANUAL_TESTS_ACTION, MAX_TEXT, ManualTests, ManualT
 from handlers.safety import field, mapping, mention, release_id, user_id
 
 if TYPE_CHECKING:
-    from bot.app import Runtime
+    from bot.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -73,16 +73,8 @@ def parse_submission(view: Mapping[str, Any], settings: Settings) -> tuple[int, 
     return found, checked, text
 
 
-def _listener(runtime: Runtime) -> ManualTests | None:
-    return next((x for x in runtime.listeners if isinstance(x, ManualTests)), None)
-
-
-def register(app: AsyncApp, runtime: Runtime) -> None:
+def register(app: AsyncApp, manual: ManualTests, store: Store, settings: Settings) -> None:
     """Register the button, the form and its submission."""
-    manual = _listener(runtime)
-    if manual is None:
-        return
-    settings = runtime.settings
 
     @app.action(MANUAL_TESTS_ACTION)
     async def pressed(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any],
@@ -90,7 +82,7 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         await ack()
         user = user_id(body)
         found = release_id(mapping(action).get("value"))
-        release = runtime.store.get_release(found) if found is not None else None
+        release = store.get_release(found) if found is not None else None
         if release is None:
             await _whisper(respond, ":warning: That button does not name a release.")
             return
@@ -117,7 +109,7 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         except ValueError:
             await ack(response_action="errors", errors={NOTES: "This form is not one of mine."})
             return
-        release = runtime.store.get_release(found)
+        release = store.get_release(found)
         if release is None or not user or not manual.may_answer(release, user):
             await ack(response_action="errors",
                       errors={NOTES: "Only the person who started the release answers this."})

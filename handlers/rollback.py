@@ -45,7 +45,6 @@ from handlers.safety import field, mapping, mention, user_id
 from handlers.safety import release_id as safe_release_id
 
 if TYPE_CHECKING:
-    from bot.app import Runtime
     from bot.service import Reply
 
 log = logging.getLogger(__name__)
@@ -139,10 +138,9 @@ class RollbackForm:
                      else exc)
 
 
-def register(app: AsyncApp, runtime: Runtime) -> None:
-    """Register the Roll back button and the form's submission."""
-    form = RollbackForm(app.client, runtime.rollbacks, runtime.settings)
-    may_operate, chat = runtime.service.may_operate, runtime.chat
+def register(app: AsyncApp, form: RollbackForm, may_operate: Callable[[str], bool],
+             chat: Chat) -> None:
+    """Register the Roll back button and the form's submission (`may_operate`: who may)."""
 
     @app.action(ROLLBACK_ACTION)
     async def pressed(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any],

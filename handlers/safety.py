@@ -15,7 +15,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -29,9 +29,6 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from bot.chat.slack import redacting
 from bot.config import Settings
 from bot.redact import Redactor
-
-if TYPE_CHECKING:
-    from bot.app import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -166,12 +163,10 @@ class SafeRespond(AsyncRespond):
         return None
 
 
-def install(app: AsyncApp, runtime: Runtime) -> None:
-    """Add the middleware that makes `ack()` and `respond()` safe for every listener."""
-    settings = runtime.settings
-    redact = runtime.redactor
+def install(app: AsyncApp, settings: Settings, redact: Redactor) -> Callable[[], Awaitable[None]]:
+    """Add the middleware that makes `ack()` and `respond()` safe for every listener; returns what
+    closes its HTTP session when the bot stops."""
     sessions = Sessions()
-    runtime.on_shutdown.append(sessions.close)
 
     @app.middleware
     async def safe_replies(req: AsyncBoltRequest, context: AsyncBoltContext,
@@ -194,3 +189,5 @@ def install(app: AsyncApp, runtime: Runtime) -> None:
         context["respond"] = SafeRespond(trusted, redact, ephemeral, sessions)
         context["ack"] = RedactingAck(redact)
         await next()
+
+    return sessions.close
