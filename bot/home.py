@@ -104,8 +104,7 @@ async def gather(store: Store, environment: str, watches: list[dict[str, Any]], 
     now = now or utcnow()
     releases = store.list_releases(LAST, environment)
     active = store.active_release(environment)
-    window = [r for r in store.list_releases(10_000, environment)
-              if r.started_at >= now - timedelta(days=31)]
+    window = store.releases_since(environment, now - timedelta(days=31))
     dora = compute(window, first_commits(store), now)
     linked = [*releases, *([active] if active and all(r.id != active.id for r in releases) else [])]
     links = await thread_links(chat, linked)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlite_utils
@@ -231,3 +232,22 @@ def test_the_migration_keeps_a_log_in_the_old_layout_whole(tmp_path: Path) -> No
     assert new_size < old_size
     assert all(json.loads(r["data"])["steps"]["tests"] is None
                for r in store.db.query("select data from releases"))
+
+
+def test_the_releases_of_the_last_days_are_read_through_an_index() -> None:
+    """App Home's DORA window: the releases started since a moment, newest first, found through
+    (environment, started_at) on any size of log, not by reading every release with its steps."""
+    store = Store(":memory:")
+    now = datetime(2026, 12, 6, 12, tzinfo=UTC)
+    for days, environment in ((40, "staging"), (20, "staging"), (3, "staging"), (3, "production")):
+        release = sample()
+        release.environment = environment
+        release.started_at = now - timedelta(days=days)
+        store.create_release(release)
+    found = store.releases_since("staging", now - timedelta(days=31))
+    assert [(now - r.started_at).days for r in found] == [3, 20]
+    assert all(r.steps for r in found)  # with their steps, as DORA reads the deploy step
+    plan = " ".join(r["detail"] for r in store.db.query(
+        "explain query plan select * from releases where environment = ? and started_at >= ? "
+        "order by started_at desc", ["staging", "2026-11-05"]))
+    assert "idx_releases_environment_started_at" in plan and "TEMP B-TREE" not in plan

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import datetime
 from typing import Any
 
 from bot.runbook.model import Release, ReleaseStatus, StepRecord
 from bot.store.base import Database
-from bot.store.rows import fold_steps, release_from_row, release_row, step_from_row, step_row
+from bot.store.rows import fold_steps, iso, release_from_row, release_row, step_from_row, step_row
 
 ACTIVE = (ReleaseStatus.RUNNING.value, ReleaseStatus.WAITING.value)
 
@@ -114,6 +115,11 @@ class Releases(Database):
         if environment:
             return self._select("where environment = ? order by id desc limit ?", [environment, limit])
         return self._select("order by id desc limit ?", [limit])
+
+    def releases_since(self, environment: str, since: datetime) -> list[Release]:
+        """The releases of `environment` started at or after `since`, newest first."""
+        return self._select("where environment = ? and started_at >= ? order by started_at desc",
+                            [environment, iso(since)])
 
     def active_release(self, environment: str) -> Release | None:
         """The running or waiting release of `environment`, if any."""

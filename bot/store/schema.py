@@ -104,3 +104,9 @@ def _keep_step_data_once(db: sqlite_utils.Database, release_id: int, text: str |
     if columns["folded_steps"]:
         db.execute("update releases set data = ?, folded_steps = ? where id = ?",
                    [columns["data"], columns["folded_steps"], release_id])
+
+
+@migrations()
+def m006_started_index(db: sqlite_utils.Database) -> None:
+    """The releases of the last days (App Home's DORA window) read an index, not the environment."""
+    db.table("releases").create_index(["environment", "started_at"], if_not_exists=True)
