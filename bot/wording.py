@@ -28,6 +28,12 @@ def elapsed(seconds: float) -> str:
     return clock(int(max(seconds, 0)))
 
 
+def uptime(seconds: int) -> str:
+    """How long a server has been up: `3d 04h` past a day, else as `clock`."""
+    days, rest = divmod(max(seconds, 0), 86400)
+    return f"{days}d {rest // 3600:02d}h" if days else clock(rest)
+
+
 def clock(whole: int) -> str:
     """`1h 02m`, `4m 12s` or `9s` for a whole number of seconds."""
     hours, rest = divmod(whole, 3600)

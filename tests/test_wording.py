@@ -21,3 +21,9 @@ async def test_cancelling_an_ended_release_says_it_has_already_ended() -> None:
     with pytest.raises(EngineError) as caught:
         await engine.cancel(release.id or 0, "U1")
     assert str(caught.value) == f"Release #{release.id} has already succeeded."
+
+
+def test_uptime_counts_days_past_a_day() -> None:
+    from bot.wording import uptime
+
+    assert [uptime(s) for s in (59, 3725, 86400 * 3 + 3600 * 4 + 5)] == ["59s", "1h 02m", "3d 04h"]

@@ -9,19 +9,7 @@ from bot.providers import redis_info
 from bot.providers.http import ProviderError
 from bot.runbook.model import StepResult
 from bot.runbook.step import StepContext, StepDef
-
-
-def _duration(seconds: int) -> str:
-    days, rest = divmod(max(seconds, 0), 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    if minutes:
-        return f"{minutes}m {secs}s"
-    return f"{secs}s"
+from bot.wording import uptime
 
 
 async def redis(ctx: StepContext) -> StepResult:
@@ -36,7 +24,7 @@ async def redis(ctx: StepContext) -> StepResult:
         return StepResult.fail(f"Staging Redis is unreachable: {ctx.redact(str(exc))}")
     details = table(["clients", "memory", "uptime", "version"],
                     [[str(stats.connected_clients), stats.used_memory_human,
-                      _duration(stats.uptime_in_seconds), stats.redis_version]])
+                      uptime(stats.uptime_in_seconds), stats.redis_version]])
     data = {
         "connected_clients": stats.connected_clients,
         "used_memory_human": stats.used_memory_human,
