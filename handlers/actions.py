@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
-from bot.chat.blocks import GATE_ACTION_PREFIX, RETRY_ACTION
+from bot.chat.blocks import (
+    GATE_ACTION_PREFIX,
+    GATE_REASON_BLOCK,
+    GATE_REASON_INPUT,
+    REASON_LIMIT,
+    RETRY_ACTION,
+)
 from bot.runbook.engine import EngineError
 from handlers.safety import field, mapping, mention, release_id, user_id
 
@@ -62,6 +68,13 @@ def register(app: AsyncApp, engine: Engine, service: ReleaseService) -> None:
             await _whisper(respond, ":warning: That button is not one of mine.")
             return
         choice = field(action, "action_id").removeprefix(GATE_ACTION_PREFIX)
-        result = await engine.decide(release, step, key, choice, user)
+        result = await engine.decide(release, step, key, choice, user, gate_reason(body))
         if not result.accepted:
             await _whisper(respond, f":no_entry: {result.message}")
+
+
+def gate_reason(body: dict[str, Any]) -> str:
+    """What the person typed in the gate's "why" box, sent with the press (`state.values`), as
+    typed (bounded); "" when the box is empty, absent or malformed."""
+    values = mapping(mapping(body.get("state")).get("values"))
+    return field(mapping(values.get(GATE_REASON_BLOCK)).get(GATE_REASON_INPUT), "value")[:REASON_LIMIT]

@@ -123,8 +123,10 @@ class SlackHarness:
         return await self.post_form({"payload": json.dumps(payload)}, **sign)
 
     async def press(self, action_id: str, value: str, *, user: str = "U0ALICE",
-                    channel: str = CHANNEL, message_ts: str = "") -> tuple[httpx.Response, str]:
-        """Press a button of a message; returns the response and its response_url key."""
+                    channel: str = CHANNEL, message_ts: str = "",
+                    state: dict[str, Any] | None = None) -> tuple[httpx.Response, str]:
+        """Press a button of a message; returns the response and its response_url key.
+        `state` is what the message's input boxes held (Slack's `state.values`)."""
         key = uuid.uuid4().hex[:12]
         payload = {
             "type": "block_actions",
@@ -140,6 +142,8 @@ class SlackHarness:
             "actions": [{"action_id": action_id, "block_id": "b", "value": value,
                          "type": "button", "action_ts": f"{time.time():.6f}"}],
         }
+        if state is not None:
+            payload["state"] = {"values": state}
         return await self.interact(payload), key
 
     # --- reading what the bot said ---------------------------------------------------------------

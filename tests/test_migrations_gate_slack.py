@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from bot.chat.blocks import GATE_ACTION_PREFIX
+from bot.chat.blocks import GATE_ACTION_PREFIX, GATE_REASON_BLOCK, GATE_REASON_INPUT
 from bot.providers.supabase_cli import SupabaseCli
 from bot.runbook.model import Release, ReleaseStatus, StepState
 from sandbox.services import PostgresServer
@@ -161,6 +161,40 @@ async def test_gate_buttons_refusal_approval_and_second_press(
         assert after.fields["Migrations Applied"] == f"{V4} add_journal, {V5} add_tags"
         same = slack.runtime.store.get_decision(1, "migrations_review", GATE_KEY)
         assert same is not None and same.action == "apply" and same.at == decision.at
+
+
+async def test_skip_says_why_in_the_gates_box_and_the_log_keeps_it_as_typed(
+        tmp_path: Path, staging: tuple[Workspace, PostgresServer, str, str],
+        supabase_cli: Path) -> None:
+    """The gate offers a "why" box for the choices that ask one (Skip); what was typed comes with
+    the press, is kept in the release log exactly, and is shown escaped in the thread."""
+    ws, server, database, url = staging
+    async with SlackHarness(tmp_path, **bot_settings(tmp_path, ws, url, supabase_cli)) as slack:
+        await slack.command(f"start {BRANCH}", user=APPROVER)
+        gate = await wait_for_gate(slack, 1)
+        raw = gate.get("blocks") or []
+        found = json.loads(raw) if isinstance(raw, str) else raw
+        box = next(b for b in found if b.get("type") == "input")
+        assert box["block_id"] == GATE_REASON_BLOCK and box["optional"] is True
+        assert box["element"]["action_id"] == GATE_REASON_INPUT
+        assert "Skip migrations" in box["label"]["text"]
+
+        why = "<!channel> hotfix first & the schema lands tomorrow"
+        state = {GATE_REASON_BLOCK: {GATE_REASON_INPUT: {"type": "plain_text_input", "value": why}}}
+        value = buttons(gate)[0]["value"]
+        ts = stored(slack, 1).thread_ts or ""
+        response, key = await slack.press("gate:skip", value, user=APPROVER, message_ts=ts,
+                                          state=state)
+        assert response.status_code == 200
+        await slack.finished(1, timeout=180)
+        assert slack.responses(key) == []  # accepted: no ephemeral complaint
+        decision = slack.runtime.store.get_decision(1, "migrations_review", GATE_KEY)
+        assert decision is not None and decision.action == "skip" and decision.reason == why
+        assert history(server, database) == MAIN  # skipped: nothing applied
+        said = [str(m.get("text", "")) for m in slack.state.calls_to("chat.update")]
+        answered = [t for t in said if f"<@{APPROVER}> chose *Skip migrations*" in t]
+        assert answered and "&lt;!channel&gt; hotfix first &amp; the schema" in answered[-1]
+        assert not [t for t in said if "<!channel>" in t]
 
 
 async def test_the_wait_survives_a_restart_of_the_bot(

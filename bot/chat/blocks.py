@@ -19,7 +19,9 @@ from slack_sdk.models.blocks import (
     ButtonElement,
     ContextBlock,
     HeaderBlock,
+    InputBlock,
     MarkdownTextObject,
+    PlainTextInputElement,
     SectionBlock,
 )
 
@@ -55,6 +57,11 @@ STATUS_ICONS = {
 RETRY_ACTION = "release_retry"
 ROLLBACK_ACTION = "release_rollback"
 GATE_ACTION_PREFIX = "gate:"
+# The gate's "why" box (when a choice asks for a reason): Slack sends what was typed in it with
+# the button press (`state.values`), and it is kept in the release log with the decision.
+GATE_REASON_BLOCK = "gate_reason"
+GATE_REASON_INPUT = "reason"
+REASON_LIMIT = 500
 USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
 
 
@@ -208,20 +215,26 @@ def gate_message(release: Release, record: StepRecord, gate: Gate) -> Message:
     head = f"{ICONS[StepState.WAITING]} *{record.title}* is waiting for a decision"
     if gate.approvers:
         head += " from " + ", ".join(mention(a) for a in gate.approvers)
-    blocks: list[Block] = [
-        section(head),
-        section(gate.prompt),
-        ActionsBlock(block_id=f"gate-{release.id}-{record.name}", elements=buttons),
-    ]
+    blocks: list[Block] = [section(head), section(gate.prompt)]
+    asking = [action.label for action in gate.actions if action.asks_reason]
+    if asking:
+        blocks.append(InputBlock(
+            block_id=GATE_REASON_BLOCK, optional=True,
+            label=f"Why, if you choose {' or '.join(asking)} (kept in the release log)",
+            element=PlainTextInputElement(action_id=GATE_REASON_INPUT, max_length=REASON_LIMIT)))
+    blocks.append(ActionsBlock(block_id=f"gate-{release.id}-{record.name}", elements=buttons))
     choices = " / ".join(action.label for action in gate.actions)
     text = f"{head}\n{gate.prompt}\nChoices: {choices}"
     return Message(text=text, blocks=_dicts(blocks), summary=head)
 
 
-def gate_answered(record: StepRecord, gate: Gate, action: str, user: str, at: str) -> Message:
-    """The gate message once answered: the buttons are gone, the choice is recorded."""
+def gate_answered(record: StepRecord, gate: Gate, action: str, user: str, at: str,
+                  reason: str = "") -> Message:
+    """The gate message once answered: the buttons are gone, the choice (and why) recorded."""
     label = next((a.label for a in gate.actions if a.id == action), action)
     text = f"*{record.title}*: <@{user}> chose *{label}* at {at}"
+    if reason:
+        text += f": “{escape(reason)}”"
     blocks: list[Block] = [section(gate.prompt), context(text)]
     return Message(text=text + "\n" + gate.prompt, blocks=_dicts(blocks), summary=text)
 

@@ -138,8 +138,8 @@ class ChatReporter:
         channel = release.channel
         at = decision.at.strftime("%H:%M:%S UTC")
         if ts and channel and gate is not None:
-            await self._update(channel, ts, blocks.gate_answered(record, gate, decision.action,
-                                                                 decision.user, at))
+            await self._update(channel, ts, blocks.gate_answered(
+                record, gate, decision.action, decision.user, at, decision.reason))
         else:
             await self._reply(release, blocks.note_message(
                 f"*{record.title}*: <@{decision.user}> chose `{decision.action}` at {at}"))

@@ -16,6 +16,7 @@ from bot.providers.supabase_cli import (
     SupabaseCliError,
 )
 from bot.providers.tools import resolve_tool
+from bot.redact import escape
 from bot.runbook.model import StepResult
 from bot.runbook.step import StepContext
 from bot.steps.workspace import WorkspaceError, prepare_workspace
@@ -89,5 +90,5 @@ def skipped_by_person(release_data: dict[str, Any]) -> tuple[set[str], str]:
     if not isinstance(review, dict) or review.get("decision") != "skip" or not review.get("decided_by"):
         return set(), ""
     versions = {str(v) for v in review.get("skipped") or review.get("pending") or []}
-    why = f": {review['skip_reason']}" if review.get("skip_reason") else ""
+    why = f": {escape(str(review['skip_reason']))}" if review.get("skip_reason") else ""
     return versions, f"skipped at the review by <@{review['decided_by']}>{why}"

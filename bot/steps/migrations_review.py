@@ -22,6 +22,7 @@ from bot.providers.supabase_cli import (
     SupabaseCliError,
 )
 from bot.providers.tools import resolve_tool
+from bot.redact import escape
 from bot.runbook.model import Decision, Gate, GateAction, StepResult
 from bot.runbook.step import StepContext, StepDef
 from bot.steps.migration_files import (
@@ -209,7 +210,8 @@ def _skipped(pending: list[PendingMigration], decision: Decision, text: str,
     why = decision.reason or "no reason given"
     data |= {"skipped": [m.version for m in pending], "skip_reason": decision.reason}
     return StepResult.warn(
-        f"Migrations skipped by {who}" + (f": {decision.reason}" if decision.reason else ""),
+        # the summary is mrkdwn: what the person typed is made inert (the log's data keeps it as typed)
+        f"Migrations skipped by {who}" + (f": {escape(decision.reason)}" if decision.reason else ""),
         details=text, data=data,
         fields={FIELD: f"skipped by {who} at {decision.at:%Y-%m-%d %H:%M UTC} ({why}; "
                 f"pending: {listed})"})
