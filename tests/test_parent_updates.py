@@ -16,7 +16,6 @@ from bot.chat.blocks import Message
 from bot.chat.reporter import PARENT_UPDATE_SECONDS, PROGRESS_UPDATE_SECONDS, ChatReporter
 from bot.redact import Redactor
 from bot.runbook.model import Release, StepRecord, StepState
-from bot.store import Store
 
 
 class Updates:
@@ -44,7 +43,7 @@ def _release() -> tuple[Release, StepRecord]:
 
 async def test_progress_waits_longer_than_a_state_change_and_a_sooner_update_covers_both() -> None:
     chat = Updates()
-    reporter = ChatReporter(chat, Store(":memory:"), Redactor(), interval=60, progress_interval=600)
+    reporter = ChatReporter(chat, Redactor(), interval=60, progress_interval=600)
     release, record = _release()
     thread = reporter._thread(release)
     thread.last_update = time.monotonic()  # the parent was just posted
@@ -67,7 +66,7 @@ async def test_progress_waits_longer_than_a_state_change_and_a_sooner_update_cov
 
 def test_production_intervals_keep_a_release_to_a_dozen_updates() -> None:
     """The figures the bench's Slack call count rests on (bench/RESULTS.md)."""
-    reporter = ChatReporter(Updates(), Store(":memory:"), Redactor())
+    reporter = ChatReporter(Updates(), Redactor())
     assert (reporter.interval, reporter.progress_interval) == (PARENT_UPDATE_SECONDS,
                                                                PROGRESS_UPDATE_SECONDS)
-    assert ChatReporter(Updates(), Store(":memory:"), Redactor(), interval=0).progress_interval == 0
+    assert ChatReporter(Updates(), Redactor(), interval=0).progress_interval == 0
