@@ -7,8 +7,6 @@ listeners (handlers/) on top. The console chat and the demo use the runtime with
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -28,40 +26,13 @@ from bot.runbook.engine import Engine
 from bot.runbook.loader import load_runbook
 from bot.runbook.ports import ShaLookup
 from bot.runbook.step import StepDef
+from bot.runtime import Runtime
 from bot.service import ReleaseService
 from bot.steps.registry import STEPS
 from bot.store import Store
 from bot.telemetry import BotTelemetry, Reporters
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Runtime:
-    """Everything a front end needs to run releases."""
-
-    settings: Settings
-    store: Store
-    engine: Engine
-    reporter: ChatReporter
-    service: ReleaseService
-    chat: Chat
-    redactor: Redactor
-    rollbacks: Rollbacks
-    lock: RedisLock | None = None
-    telemetry: BotTelemetry | None = None
-    # What front ends close when the bot stops (HTTP sessions and the like), in order.
-    on_shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-
-    async def close(self) -> None:
-        """Stop the engine's tasks, flush the chat, close what was opened for the front end."""
-        await self.engine.shutdown()
-        await self.reporter.flush()
-        for close in self.on_shutdown:
-            await close()
-        if self.telemetry is not None:
-            self.telemetry.shutdown()
-    listeners: list[Any] = field(default_factory=list)  # the watch, the Manual Tests prompt
 
 
 def build_redactor(settings: Settings) -> Redactor:

@@ -27,7 +27,7 @@ from bot.runbook.model import ReleaseStatus, StepState, utcnow
 from bot.store import Store
 
 if TYPE_CHECKING:
-    from bot.app import Runtime
+    from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
 REMIND_AFTER = timedelta(minutes=30)

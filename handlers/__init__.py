@@ -12,7 +12,7 @@ from bot.watch import Watcher
 from handlers import actions, commands, home, manual_tests, rollback, safety
 
 if TYPE_CHECKING:
-    from bot.app import Runtime
+    from bot.runtime import Runtime
 
 
 def register(app: AsyncApp, runtime: Runtime) -> None:
