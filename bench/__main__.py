@@ -88,7 +88,8 @@ def measure_log(results: Results, tmp: Path, template: Release | None, opts: Opt
     show_id = biglog.pick_show_id(big)
     big_q, small_q = biglog.query_times(big, show_id), biglog.query_times(small, template_id)
     for key, what, target, check in (
-            ("log", "`release-bot log` query part (`list_releases(20, env)`)", "< 10 ms", value_below(10)),
+            ("log", "`release-bot log` query part (`release_summaries(20, env)`)", "< 10 ms",
+             value_below(10)),
             ("show", f"`log show {show_id}` query part (`get_release`)", "", None),
             ("status", "`/release status` query part (active or newest release)", "< 5 ms",
              value_below(5)),

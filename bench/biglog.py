@@ -144,7 +144,7 @@ def query_times(path: Path, show_id: int) -> dict[str, float]:
     store = Store(path)
     try:
         return {
-            "log": median_ms(lambda: store.list_releases(20, ENVIRONMENT)),
+            "log": median_ms(lambda: store.release_summaries(20, ENVIRONMENT)),
             "show": median_ms(lambda: store.get_release(show_id)),
             "status": median_ms(lambda: status_query(store)),
             "recover": median_ms(lambda: store.releases_with_status(ReleaseStatus.RUNNING,

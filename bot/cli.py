@@ -210,7 +210,7 @@ def cmd_log(args: argparse.Namespace, settings: Settings) -> int:
         else:
             print(redactor(release_table(release)))
         return 0
-    releases = store.list_releases(args.limit, None if args.all_envs else settings.ENVIRONMENT)
+    releases = store.release_summaries(args.limit, None if args.all_envs else settings.ENVIRONMENT)
     if args.json:
         print(json.dumps(redactor.data([release_json(r) for r in releases]), indent=2))
     else:

@@ -102,7 +102,7 @@ async def gather(store: Store, environment: str, watches: list[dict[str, Any]], 
                  now: datetime | None = None) -> HomeData:
     """Read the Home tab's data from the release log (and thread links from Slack)."""
     now = now or utcnow()
-    releases = store.list_releases(LAST, environment)
+    releases = store.release_summaries(LAST, environment)
     active = store.active_release(environment)
     window = store.releases_since(environment, now - timedelta(days=31))
     dora = compute(window, first_commits(store), now)

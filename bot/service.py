@@ -157,7 +157,7 @@ class ReleaseService:
 
     async def _log(self, command: Command, reply: Reply) -> None:
         environment = self.settings.ENVIRONMENT
-        releases = self.store.list_releases(command.limit or LOG_DEFAULT, environment)
+        releases = self.store.release_summaries(command.limit or LOG_DEFAULT, environment)
         links = await thread_links(self.chat, releases)
         await reply(blocks.release_log_message(releases, links, environment))
 

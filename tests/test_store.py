@@ -251,3 +251,27 @@ def test_the_releases_of_the_last_days_are_read_through_an_index() -> None:
         "explain query plan select * from releases where environment = ? and started_at >= ? "
         "order by started_at desc", ["staging", "2026-11-05"]))
     assert "idx_releases_environment_started_at" in plan and "TEMP B-TREE" not in plan
+
+
+def test_a_listing_reads_states_not_results_and_agrees_with_the_full_read(store: Store) -> None:
+    """`log`, `/release log` and App Home list releases with their steps' states and times only;
+    what they show (status, counts, skipped, duration) is the same as from the full read."""
+    for n in range(3):
+        release = sample()
+        release.status = ReleaseStatus.SUCCEEDED
+        release.finished_at = release.started_at + timedelta(minutes=n + 1)
+        release.step("tests").state = StepState.OK
+        release.step("tests").result = StepResult.ok("5 passed", details="jest: 5 passed")
+        release.step("health").state = StepState.SKIPPED
+        release.step("health").result = StepResult.skipped("no STAGING_URL")
+        store.create_release(release)
+    full = store.list_releases(20, "staging")
+    light = store.release_summaries(20, "staging")
+    assert [r.id for r in light] == [r.id for r in full] and len(light) == 3
+    for a, b in zip(light, full, strict=True):
+        assert (a.status, a.counts(), a.duration_seconds, a.git_sha) == (
+            b.status, b.counts(), b.duration_seconds, b.git_sha)
+        assert [(s.name, s.state, s.started_at) for s in a.steps] == [
+            (s.name, s.state, s.started_at) for s in b.steps]
+        assert all(s.result is None for s in a.steps) and any(s.result for s in b.steps)
+    assert store.release_summaries(20, "production") == []

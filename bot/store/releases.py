@@ -9,7 +9,16 @@ from typing import Any
 
 from bot.runbook.model import Release, ReleaseStatus, StepRecord
 from bot.store.base import Database
-from bot.store.rows import fold_steps, iso, release_from_row, release_row, step_from_row, step_row
+from bot.store.rows import (
+    SUMMARY_STEP_COLUMNS,
+    fold_steps,
+    iso,
+    release_from_row,
+    release_row,
+    step_from_row,
+    step_row,
+    step_summary_from_row,
+)
 
 ACTIVE = (ReleaseStatus.RUNNING.value, ReleaseStatus.WAITING.value)
 
@@ -115,6 +124,22 @@ class Releases(Database):
         if environment:
             return self._select("where environment = ? order by id desc limit ?", [environment, limit])
         return self._select("order by id desc limit ?", [limit])
+
+    def release_summaries(self, limit: int = 20, environment: str | None = None) -> list[Release]:
+        """Newest first, for listings (`log`, `/release log`, App Home): each release with its
+        steps' names, states and times but not their results (`get_release` reads those), so a
+        listing costs the same on any size of log and little on any machine."""
+        where, args = ("where environment = ? ", [environment]) if environment else ("", [])
+        rows = self._rows(f"select * from releases {where}order by id desc limit ?",  # noqa: S608
+                          [*args, limit])
+        ids = [row["id"] for row in rows]
+        found: dict[int, list[StepRecord]] = {}
+        marks = ",".join("?" for _ in ids)
+        sql = (f"select {SUMMARY_STEP_COLUMNS} from steps where release_id in ({marks}) "  # noqa: S608
+               "order by release_id, position")
+        for row in self._rows(sql, ids) if ids else []:
+            found.setdefault(row["release_id"], []).append(step_summary_from_row(row))
+        return [release_from_row(row, found.get(row["id"], []), unfold=False) for row in rows]
 
     def releases_since(self, environment: str, since: datetime) -> list[Release]:
         """The releases of `environment` started at or after `since`, newest first."""

@@ -26,6 +26,7 @@ from bot.runbook.model import (
     ReleaseStatus,
     StepRecord,
     StepResult,
+    StepState,
 )
 
 FIELD_COLUMNS = {
@@ -141,8 +142,9 @@ def unfold_steps(data: dict[str, Any], folded_json: str | None, steps: list[Step
     return data
 
 
-def release_from_row(row: Row, steps: list[StepRecord]) -> Release:
-    """The release of a `releases` row and its steps (already read)."""
+def release_from_row(row: Row, steps: list[StepRecord], *, unfold: bool = True) -> Release:
+    """The release of a `releases` row and its steps (already read); `unfold=False` leaves the
+    steps' folded data copies out of `data["steps"]` (steps read without their results)."""
     fields = {name: row[column] or "" for name, column in FIELD_COLUMNS.items()}
     fields["Git SHA"] = row["git_sha"] or ""
     return Release(
@@ -158,9 +160,21 @@ def release_from_row(row: Row, steps: list[StepRecord]) -> Release:
         finished_at=dt(row["finished_at"]),
         notes=row["notes"] or "",
         fields={k: v for k, v in fields.items() if k in TEMPLATE_FIELDS},
-        data=unfold_steps(loads(row["data"] or "{}"), row["folded_steps"], steps),
+        data=unfold_steps(loads(row["data"] or "{}"), row["folded_steps"] if unfold else None, steps),
         steps=steps,
     )
+
+
+SUMMARY_STEP_COLUMNS = "release_id, name, title, phase, position, state, started_at, finished_at"
+
+
+def step_summary_from_row(row: Row) -> StepRecord:
+    """A step's name, place, state and times, without its result (for listings: `log`, App
+    Home), built without validation from columns the store itself wrote."""
+    return StepRecord.model_construct(
+        name=row["name"], title=row["title"], phase=row["phase"], position=row["position"],
+        state=StepState(row["state"]), result=None, gate=None,
+        started_at=dt(row["started_at"]), finished_at=dt(row["finished_at"]))
 
 
 def step_from_row(row: Row) -> StepRecord:
