@@ -17,12 +17,9 @@ from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
     ButtonElement,
-    ContextBlock,
     HeaderBlock,
     InputBlock,
-    MarkdownTextObject,
     PlainTextInputElement,
-    SectionBlock,
 )
 
 from bot.redact import escape
@@ -86,12 +83,19 @@ def cut(text: str, limit: int = SECTION_LIMIT) -> str:
     return short + marker
 
 
-def section(text: str) -> SectionBlock:
-    return SectionBlock(text=MarkdownTextObject(text=cut(text or " ")))
+# A block as a slack_sdk model, or already as Slack's JSON. The text blocks every message is made
+# of are written as JSON directly: serialising slack_sdk's models cost a status answer 1 ms.
+Built = Block | dict[str, Any]
 
 
-def context(text: str) -> ContextBlock:
-    return ContextBlock(elements=[MarkdownTextObject(text=cut(text, 3000))])
+def section(text: str) -> dict[str, Any]:
+    """A mrkdwn section block."""
+    return {"type": "section", "text": {"type": "mrkdwn", "text": cut(text or " ")}}
+
+
+def context(text: str) -> dict[str, Any]:
+    """A context block of one mrkdwn element."""
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": cut(text, 3000)}]}
 
 
 def status_line(release: Release) -> str:
@@ -152,7 +156,7 @@ def parent_message(release: Release, progress: dict[str, str] | None = None,
     meta = (f"Started by <@{release.started_by}> · ref `{release.ref}`{sha} · "
             f"environment *{release.environment}*")
     status = status_line(release)
-    blocks: list[Block] = [
+    blocks: list[Built] = [
         HeaderBlock(text=cut(title_line(release), 150)),
         context(meta),
         section(checklist(release, progress)),
@@ -183,7 +187,7 @@ def step_message(release: Release, record: StepRecord) -> Message:
     result = record.result
     assert result is not None
     head = f"{ICONS[record.state]} *{record.title}* — {result.summary}"
-    blocks: list[Block] = [section(head)]
+    blocks: list[Built] = [section(head)]
     text_parts = [head]
     if result.details:
         blocks.append(section(result.details))
@@ -215,7 +219,7 @@ def gate_message(release: Release, record: StepRecord, gate: Gate) -> Message:
     head = f"{ICONS[StepState.WAITING]} *{record.title}* is waiting for a decision"
     if gate.approvers:
         head += " from " + ", ".join(mention(a) for a in gate.approvers)
-    blocks: list[Block] = [section(head), section(gate.prompt)]
+    blocks: list[Built] = [section(head), section(gate.prompt)]
     asking = [action.label for action in gate.actions if action.asks_reason]
     if asking:
         blocks.append(InputBlock(
@@ -235,7 +239,7 @@ def gate_answered(record: StepRecord, gate: Gate, action: str, user: str, at: st
     text = f"*{record.title}*: <@{user}> chose *{label}* at {at}"
     if reason:
         text += f": “{escape(reason)}”"
-    blocks: list[Block] = [section(gate.prompt), context(text)]
+    blocks: list[Built] = [section(gate.prompt), context(text)]
     return Message(text=text + "\n" + gate.prompt, blocks=_dicts(blocks), summary=text)
 
 
@@ -254,7 +258,7 @@ def final_message(release: Release, rollback_enabled: bool = False) -> Message:
             f"{r.title} ({r.result.summary.removeprefix('Skipped: ') if r.result else ''})"
             for r in skipped))
     text = f"{title_line(release)}: " + "\n".join(lines)
-    blocks: list[Block] = [section(text)]
+    blocks: list[Built] = [section(text)]
     buttons = release_buttons(release, rollback_enabled) if needs_you else None
     if buttons:
         blocks.append(buttons)
@@ -268,7 +272,7 @@ def phase_summary(phase: str, records: list[StepRecord]) -> Message:
     rows = [[r.title, r.state.value, (r.result.summary if r.result else "")[:90]] for r in records]
     head = f"*{phase.capitalize()} summary*: {tally(records)}"
     text = head + "\n" + table(["check", "verdict", "found"], rows)
-    parts: list[Block] = [section(cut(text))]
+    parts: list[Built] = [section(cut(text))]
     texts = [text]
     for record in records:
         result = record.result
@@ -298,8 +302,8 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     return "```\n" + "\n".join(lines) + "\n```"
 
 
-def _dicts(blocks: list[Block]) -> list[dict[str, Any]]:
-    return [block.to_dict() for block in blocks]
+def _dicts(blocks: list[Built]) -> list[dict[str, Any]]:
+    return [block if isinstance(block, dict) else block.to_dict() for block in blocks]
 
 
 # --- the release log in Slack (`/release log`, `/release show`) --------------------------------
@@ -333,7 +337,7 @@ def release_log_message(releases: list[Release], links: dict[int, str], environm
     plural = "s" if len(releases) != 1 else ""
     head = f"*Last {len(releases)} release{plural} to {environment}* (newest first)"
     lines = [log_line(r, links.get(r.id or 0)) for r in releases]
-    sections: list[Block] = [section(head)]
+    sections: list[Built] = [section(head)]
     sections += [section(chunk) for chunk in _chunk_lines(lines, SECTION_LIMIT)]
     return Message(text="\n".join([head, *lines]), blocks=_dicts(sections[:MAX_BLOCKS]), summary=head)
 
@@ -347,7 +351,7 @@ def release_show_message(release: Release, table_text: str, link: str | None) ->
         head += f"\nNotes: {escape(cut(release.notes, 500))}"
     safe = escape(table_text).replace("```", "'''")
     chunks = _chunk_lines(safe.splitlines(), SECTION_LIMIT - 8)
-    parts: list[Block] = [section(head)]
+    parts: list[Built] = [section(head)]
     parts += [section(f"```\n{chunk}\n```") for chunk in chunks]
     return Message(text=f"{head}\n{safe}", blocks=_dicts(parts[:MAX_BLOCKS]), summary=head)
 

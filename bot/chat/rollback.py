@@ -157,7 +157,7 @@ def announcement(report: RollbackReport, settings: Settings, redact: Redactor) -
     for result in details[:5]:
         sections.append(blocks.section(f"*{TITLES[result.action]}*\n{result.details}"))
     return Message(text=redact(text),
-                   blocks=redact.data([b.to_dict() for b in sections[:blocks.MAX_BLOCKS]]),
+                   blocks=redact.data(sections[:blocks.MAX_BLOCKS]),
                    summary=redact(_head(report)))
 
 
@@ -189,7 +189,7 @@ def parent(report: RollbackReport, redact: Redactor) -> Message:
     at = len(message.blocks)
     if message.blocks and message.blocks[-1].get("type") == "actions":
         at -= 1
-    message.blocks.insert(at, blocks.context(line).to_dict())
+    message.blocks.insert(at, blocks.context(line))
     message.text = f"{message.text}\n{line}"
     return Message(text=redact(message.text), blocks=redact.data(message.blocks),
                    summary=redact(message.summary))
