@@ -26,8 +26,7 @@ from bot.chat.blocks import GATE_ACTION_PREFIX, RETRY_ACTION
 from bot.durability import litestream_binary
 from bot.runbook.model import Release, ReleaseStatus, StepState
 from bot.store import Store
-from sandbox.services import PostgresServer
-from tests.slack_e2e import BOT_TOKEN, SIGNING_SECRET, SlackHarness
+from tests.slack_e2e import BOT_TOKEN, SIGNING_SECRET, SlackHarness, buttons
 
 REPO = Path(__file__).resolve().parent.parent
 INHERITED_PREFIXES = ("SLACK_", "VERCEL_", "GITHUB_", "SUPABASE_", "STAGING_", "LITESTREAM_",
@@ -204,16 +203,8 @@ async def serve_cancelling(app: web.Application) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-def history(server: PostgresServer, database: str) -> list[str]:
-    rows = server.query("select version from supabase_migrations.schema_migrations order by 1",
-                        database=database)
-    return [row[0] for row in rows]
 
 
-def buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
-    raw = message.get("blocks") or []
-    blocks = json.loads(raw) if isinstance(raw, str) else raw
-    return [e for b in blocks if b.get("type") == "actions" for e in b.get("elements", [])]
 
 
 def gate_posts(bot: ProcessHarness, release: Release) -> list[dict[str, Any]]:

@@ -71,3 +71,10 @@ def phase_in_default_runbook(step: str) -> str:
 
     return next(phase.name for phase, spec in load_runbook(None, STEPS).enabled_steps()
                 if spec.name == step)
+
+
+def migration_history(server: Any, database: str) -> list[str]:
+    """The migration versions a PostgreSQL database has applied, as the Supabase CLI records them."""
+    rows = server.query("select version from supabase_migrations.schema_migrations order by 1",
+                        database=database)
+    return [row[0] for row in rows]

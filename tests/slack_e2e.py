@@ -195,3 +195,15 @@ class SlackHarness:
         await self.runtime.engine.wait(release_id)
         await self.runtime.reporter.flush()
         return self.runtime.store.get_release(release_id)
+
+
+def blocks_of(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """The blocks of a message or call the Slack emulator recorded (sent as JSON text or a list)."""
+    raw = message.get("blocks") or []
+    found: list[dict[str, Any]] = json.loads(raw) if isinstance(raw, str) else raw
+    return found
+
+
+def buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every element of the message's actions blocks."""
+    return [e for b in blocks_of(message) if b.get("type") == "actions" for e in b.get("elements", [])]

@@ -34,10 +34,10 @@ from tests.bot_process import (
     approve,
     consistent,
     finished,
-    history,
     press_retry,
     serve_cancelling,
 )
+from tests.helpers import migration_history
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -138,7 +138,7 @@ async def test_kill_9_during_the_push_and_the_build_poll_then_retry(
     assert sandbox.workspace is not None
     await SupabaseCli(binary=supabase_cli, timeout=120).push(sandbox.workspace.app, db_url=postgres_db)
     database = postgres_db.rsplit("/", 1)[1].split("?")[0]
-    main = history(postgres_server, database)
+    main = migration_history(postgres_server, database)
     postgres_server.query("create table public.crash_hold (id int)", database=database)
     runbook = tmp_path / "runbook.yml"
     runbook.write_text(RUNBOOK)
@@ -164,7 +164,7 @@ async def test_kill_9_during_the_push_and_the_build_poll_then_retry(
             assert bot.proc is not None and bot.proc.pid != bot_pid
             drop_dead_sessions(postgres_server, database)
             postgres_server.query("drop table public.crash_hold", database=database)
-            assert history(postgres_server, database) == main  # the killed push committed nothing
+            assert migration_history(postgres_server, database) == main  # the killed push committed nothing
             review = before.step("migrations_review")
             assert review.state == StepState.OK and review.result is not None
             assert review.result.summary.startswith(f"1 migration approved by <@{APPROVER}>")
@@ -200,7 +200,7 @@ async def test_kill_9_during_the_push_and_the_build_poll_then_retry(
             assert [d.id for d in vercel.deployments.values() if d.sha == done.git_sha] == [ours[0].id]
             assert done.step("deploy").result is not None
             assert ours[0].id in str(done.step("deploy").result.model_dump())
-            assert history(postgres_server, database) == [*main, VERSION]
+            assert migration_history(postgres_server, database) == [*main, VERSION]
             rows = postgres_server.query("select count(*) from public.reflections_mood",
                                          database=database)
             assert rows == [["0"]]

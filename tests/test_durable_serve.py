@@ -39,12 +39,12 @@ from tests.bot_process import (
     consistent,
     finished,
     free_port,
-    history,
     press_retry,
     serve_cancelling,
     serve_command,
     wait_gate,
 )
+from tests.helpers import migration_history
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -117,7 +117,7 @@ async def test_release_log_survives_kill_9_and_a_wiped_disk(
             await approve(bot, 1, APPROVER)
             one = await bot.wait_release(1, finished, "finished", timeout=180)
             assert one.status == ReleaseStatus.SUCCEEDED, [s.result for s in one.steps]
-            assert history(server, database) == [*MAIN, V4, V5]
+            assert migration_history(server, database) == [*MAIN, V4, V5]
 
             staging_app[FAULTS_KEY].add(r"^GET /$", status=0, delay=600)  # smoke hangs until the kill
             calls = staging_app[CALLS_KEY]
@@ -174,7 +174,7 @@ async def test_release_log_survives_kill_9_and_a_wiped_disk(
             two = await bot.wait_release(2, lambda r: r.status == ReleaseStatus.SUCCEEDED,
                                          "succeeded after Retry")
             assert two.step("migrations_push").result == pushed  # not pushed a second time
-            assert history(server, database) == [*MAIN, V4, V5]
+            assert migration_history(server, database) == [*MAIN, V4, V5]
             assert sum(c["path"] == "/" for c in calls) >= 2  # smoke ran again
 
             # --- 3. a release waiting at its gate survives a second crash ---------------------
@@ -197,4 +197,4 @@ async def test_release_log_survives_kill_9_and_a_wiped_disk(
             three = await bot.wait_release(3, finished, "finished", timeout=180)
             assert three.status == ReleaseStatus.SUCCEEDED, [s.result for s in three.steps]
             assert three.fields["Migrations Applied"] == f"{V6} add_notes"
-            assert history(server, database) == [*MAIN, V4, V5, V6]
+            assert migration_history(server, database) == [*MAIN, V4, V5, V6]

@@ -21,7 +21,8 @@ from bot.providers.supabase_cli import SupabaseCli
 from bot.runbook.model import Release, ReleaseStatus, StepState
 from sandbox.services import PostgresServer
 from sandbox.workspace import Workspace, create_workspace
-from tests.slack_e2e import SlackHarness
+from tests.helpers import migration_history
+from tests.slack_e2e import SlackHarness, blocks_of, buttons
 
 RUNBOOK = """
 name: migrations-gate
@@ -59,10 +60,6 @@ def bot_settings(tmp_path: Path, ws: Workspace, url: str, supabase_cli: Path) ->
             "COMMAND_TIMEOUT_SECONDS": 120}
 
 
-def history(server: PostgresServer, database: str) -> list[str]:
-    rows = server.query("select version from supabase_migrations.schema_migrations order by 1",
-                        database=database)
-    return [row[0] for row in rows]
 
 
 def tables(server: PostgresServer, database: str) -> list[str]:
@@ -71,10 +68,6 @@ def tables(server: PostgresServer, database: str) -> list[str]:
     return [row[0] for row in rows]
 
 
-def buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
-    raw = message.get("blocks") or []
-    blocks = json.loads(raw) if isinstance(raw, str) else raw
-    return [e for b in blocks if b.get("type") == "actions" for e in b.get("elements", [])]
 
 
 def gate_posts(slack: SlackHarness, release_id: int) -> list[dict[str, Any]]:
@@ -132,7 +125,7 @@ async def test_gate_buttons_refusal_approval_and_second_press(
         assert release.status == ReleaseStatus.WAITING
         assert release.step("migrations_review").state == StepState.WAITING
         assert slack.runtime.store.get_decision(1, "migrations_review", GATE_KEY) is None
-        assert history(server, database) == MAIN
+        assert migration_history(server, database) == MAIN
 
         # The approver: the release moves on and staging's schema really changes.
         response, key = await slack.press("gate:apply", value, user=APPROVER, message_ts=ts or "")
@@ -144,7 +137,7 @@ async def test_gate_buttons_refusal_approval_and_second_press(
         assert done.step("migrations_review").result.summary.startswith(
             f"2 migrations approved by <@{APPROVER}> at ")
         assert done.fields["Migrations Applied"] == f"{V4} add_journal, {V5} add_tags"
-        assert history(server, database) == [*MAIN, V4, V5]
+        assert migration_history(server, database) == [*MAIN, V4, V5]
         assert {"journal", "tags"} <= set(tables(server, database))
         decision = slack.runtime.store.get_decision(1, "migrations_review", GATE_KEY)
         assert decision is not None and decision.user == APPROVER and decision.action == "apply"
@@ -172,9 +165,7 @@ async def test_skip_says_why_in_the_gates_box_and_the_log_keeps_it_as_typed(
     async with SlackHarness(tmp_path, **bot_settings(tmp_path, ws, url, supabase_cli)) as slack:
         await slack.command(f"start {BRANCH}", user=APPROVER)
         gate = await wait_for_gate(slack, 1)
-        raw = gate.get("blocks") or []
-        found = json.loads(raw) if isinstance(raw, str) else raw
-        box = next(b for b in found if b.get("type") == "input")
+        box = next(b for b in blocks_of(gate) if b.get("type") == "input")
         assert box["block_id"] == GATE_REASON_BLOCK and box["optional"] is True
         assert box["element"]["action_id"] == GATE_REASON_INPUT
         assert "Skip migrations" in box["label"]["text"]
@@ -190,7 +181,7 @@ async def test_skip_says_why_in_the_gates_box_and_the_log_keeps_it_as_typed(
         assert slack.responses(key) == []  # accepted: no ephemeral complaint
         decision = slack.runtime.store.get_decision(1, "migrations_review", GATE_KEY)
         assert decision is not None and decision.action == "skip" and decision.reason == why
-        assert history(server, database) == MAIN  # skipped: nothing applied
+        assert migration_history(server, database) == MAIN  # skipped: nothing applied
         said = [str(m.get("text", "")) for m in slack.state.calls_to("chat.update")]
         answered = [t for t in said if f"<@{APPROVER}> chose *Skip migrations*" in t]
         assert answered and "&lt;!channel&gt; hotfix first &amp; the schema" in answered[-1]
@@ -213,13 +204,13 @@ async def test_the_wait_survives_a_restart_of_the_bot(
 
         again = await wait_for_gate(slack, 1, count=2)
         assert buttons(again)[0]["value"] == value  # the same question, same gate key
-        assert history(server, database) == MAIN
+        assert migration_history(server, database) == MAIN
 
         response, key = await slack.press("gate:apply", value, user=APPROVER)
         assert response.status_code == 200
         done = await slack.finished(1, timeout=180)
         assert done.status == ReleaseStatus.SUCCEEDED, [s.result for s in done.steps]
         assert slack.responses(key) == []
-        assert history(server, database) == [*MAIN, V4, V5]
+        assert migration_history(server, database) == [*MAIN, V4, V5]
         assert done.step("migrations_push").result is not None
         assert done.step("migrations_push").result.data["applied"] == [V4, V5]

@@ -15,7 +15,7 @@ from bot.chat.blocks import ROLLBACK_ACTION
 from bot.runbook.model import ReleaseStatus, utcnow
 from handlers.rollback import CALLBACK_ID, CHOSEN, CONFIRM, REASON, TICKETS
 from tests.mock_slack_api import response_url_for
-from tests.slack_e2e import CHANNEL, SlackHarness
+from tests.slack_e2e import CHANNEL, SlackHarness, blocks_of
 from tests.test_rollback import DOMAIN, REF, VERCEL_TOKEN, Env, deploy_data, env  # noqa: F401
 
 RUNBOOK = """
@@ -76,9 +76,6 @@ async def submit(slack: SlackHarness, view: dict[str, Any], values: dict[str, An
     return await slack.interact(payload)
 
 
-def blocks_of(call: dict[str, Any]) -> Any:
-    raw = call.get("blocks")
-    return json.loads(raw) if isinstance(raw, str) else raw
 
 
 def view_of(call: dict[str, Any]) -> dict[str, Any]:

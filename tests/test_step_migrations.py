@@ -27,7 +27,7 @@ from bot.steps.registry import STEPS
 from bot.store import Store
 from sandbox.services import PostgresServer, free_port
 from sandbox.workspace import Workspace, create_workspace
-from tests.helpers import StepHarness, make_settings
+from tests.helpers import StepHarness, make_settings, migration_history
 from tests.test_engine import RecordingReporter
 
 V1, V2, V3 = "20250101000000", "20250102000000", "20250103000000"
@@ -76,10 +76,6 @@ def tables(server: PostgresServer, database: str) -> list[str]:
     return [row[0] for row in rows]
 
 
-def history(server: PostgresServer, database: str) -> list[str]:
-    rows = server.query("select version from supabase_migrations.schema_migrations order by 1",
-                        database=database)
-    return [row[0] for row in rows]
 
 
 def reflection_columns(server: PostgresServer, database: str) -> list[str]:
@@ -103,7 +99,7 @@ async def test_nothing_pending_passes_without_asking(
     push = await h.run("migrations_push")
     assert push.outcome == Outcome.OK and push.summary == "Nothing to push"
     assert push.data["applied"] == [] and push.fields == {"Migrations Applied": "none"}
-    assert history(server, name) == [V1, V2, V3]
+    assert migration_history(server, name) == [V1, V2, V3]
     assert h.release.data["workspace"]["ref"] == "main"
 
 
@@ -148,7 +144,7 @@ async def test_pending_approved_then_pushed_changes_the_schema(
     assert h.release.fields["Migrations Applied"] == f"{V4} add_journal, {V5} reflection_mood"
     assert tables(server, name) == ["journal", "practices", "profiles", "reflections"]
     assert "mood" in reflection_columns(server, name)
-    assert history(server, name) == [V1, V2, V3, V4, V5]
+    assert migration_history(server, name) == [V1, V2, V3, V4, V5]
     assert applied_migrations(h.release) == [V4, V5]  # what a rollback would revert
     password = urlsplit(url).password
     assert password and password not in push.model_dump_json() + review.model_dump_json()
@@ -163,7 +159,7 @@ async def test_db_url_wins_over_the_project_ref(
     assert (await h.run("migrations_review")).data["target"] == "SUPABASE_DB_URL"
     push = await h.run("migrations_push")
     assert push.outcome == Outcome.OK, push.summary
-    assert history(server, name)[-1] == V4
+    assert migration_history(server, name)[-1] == V4
     assert not (ws.app / "supabase" / ".temp" / "project-ref").exists()  # never linked
 
 
@@ -185,7 +181,7 @@ async def test_skipped_is_recorded_and_push_does_nothing(
     push = await h.run("migrations_push")
     assert push.outcome == Outcome.SKIPPED and push.summary == "skipped at review"
     assert push.data["applied"] == []
-    assert history(server, name) == [V1, V2, V3]
+    assert migration_history(server, name) == [V1, V2, V3]
     assert "journal" not in tables(server, name)
     assert applied_migrations(h.release) == []  # the skip line must not read as applied
 
@@ -231,7 +227,7 @@ async def test_cancel_fails_the_step(
     assert review.summary == "Release cancelled at the migration review by <@UAPPROVER>"
     assert review.data["decision"] == "cancel"
     assert review.data["cancel_release"] == "UAPPROVER"  # the engine ends the release as cancelled
-    assert history(server, name) == [V1, V2, V3]
+    assert migration_history(server, name) == [V1, V2, V3]
 
 
 # --- failures --------------------------------------------------------------------------------------
@@ -258,7 +254,7 @@ async def test_failing_migration_in_the_middle_records_what_went_in(
     assert "no_such_table" in push.details
     # Each migration is its own transaction: the broken one left nothing; the next never ran.
     assert tables(server, name) == ["journal", "practices", "profiles", "reflections"]
-    assert history(server, name) == [V1, V2, V3, V4]
+    assert migration_history(server, name) == [V1, V2, V3, V4]
 
 
 async def test_push_timeout_fails_and_records_what_went_in(
@@ -275,7 +271,7 @@ async def test_push_timeout_fails_and_records_what_went_in(
     assert "timed out after 10s" in push.summary
     assert push.data["applied"] == [V4] and push.data["timed_out"] is True
     assert h.release.fields["Migrations Applied"].startswith(f"{V4} add_journal (then {V5}_slow")
-    assert history(server, name) == [V1, V2, V3, V4]
+    assert migration_history(server, name) == [V1, V2, V3, V4]
 
 
 async def test_out_of_order_migration_is_refused_with_the_cli_advice(
@@ -296,7 +292,7 @@ async def test_out_of_order_migration_is_refused_with_the_cli_advice(
     assert f"supabase/migrations/{OLD}_late_index.sql" in push.details
     assert push.data == {"applied": [], "out_of_order": [OLD]}
     assert h.release.fields["Migrations Applied"] == "none"
-    assert history(server, name) == [V1, V2, V3]
+    assert migration_history(server, name) == [V1, V2, V3]
 
 
 async def test_pending_set_changed_since_review_is_not_pushed(
@@ -310,7 +306,7 @@ async def test_pending_set_changed_since_review_is_not_pushed(
     assert push.outcome == Outcome.FAIL
     assert push.summary == ("Pending migrations changed since the review; not pushing unreviewed "
                             f"{V5} add_tags")
-    assert history(server, name) == [V1, V2, V3]
+    assert migration_history(server, name) == [V1, V2, V3]
 
 
 async def test_unreachable_database_fails_clearly_without_the_password(
@@ -387,7 +383,7 @@ async def test_push_without_a_review_step_pushes_nothing(
     assert push.outcome == Outcome.FAIL
     assert push.summary.startswith("Not pushing 1 pending migrations: nobody approved them")
     assert push.data == {"applied": [], "unreviewed": [V4]}
-    assert history(server, name) == [V1, V2, V3]
+    assert migration_history(server, name) == [V1, V2, V3]
 
 
 async def test_a_retried_push_keeps_the_migrations_an_earlier_attempt_applied(
@@ -406,7 +402,7 @@ async def test_a_retried_push_keeps_the_migrations_an_earlier_attempt_applied(
     assert retried.outcome == Outcome.OK, retried.summary
     assert retried.data["applied"] == [V4, V5]  # both are this release's, for a rollback
     assert applied_migrations(h.release) == [V4, V5]
-    assert history(server, name) == [V1, V2, V3, V4, V5]
+    assert migration_history(server, name) == [V1, V2, V3, V4, V5]
 
 
 async def test_a_push_cancelled_midway_records_what_went_in(
@@ -419,7 +415,7 @@ async def test_a_push_cancelled_midway_records_what_went_in(
     await h.run("migrations_review")
     task = asyncio.create_task(h.run("migrations_push"))
     async with asyncio.timeout(60):
-        while V4 not in await asyncio.to_thread(history, server, name):  # noqa: ASYNC110 (polling another process)
+        while V4 not in await asyncio.to_thread(migration_history, server, name):  # noqa: ASYNC110 (polling another process)
             await asyncio.sleep(0.2)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -16,6 +16,7 @@ from bot.providers.supabase_cli import (
     split_db_url,
 )
 from sandbox.services import PostgresServer
+from tests.helpers import migration_history
 
 V1, V2, V3 = "20250101000000", "20250102000000", "20250103000000"
 
@@ -45,11 +46,6 @@ def tables(server: PostgresServer, database: str) -> list[str]:
     return [row[0] for row in rows]
 
 
-def history(server: PostgresServer, database: str) -> list[str]:
-    rows = server.query(
-        "select version from supabase_migrations.schema_migrations order by 1", database=database
-    )
-    return [row[0] for row in rows]
 
 
 async def test_push_two_migrations_records_history(
@@ -68,7 +64,7 @@ async def test_push_two_migrations_records_history(
     assert result.migrations == [f"{V1}_notes.sql", f"{V2}_tags.sql"]
     assert result.returncode == 0 and not result.up_to_date and not result.dry_run
     assert tables(server, name) == ["notes", "tags"]
-    assert history(server, name) == [V1, V2]
+    assert migration_history(server, name) == [V1, V2]
 
     rows = await cli.list_migrations(tmp_path, url)
     assert [(r.local, r.remote) for r in rows] == [(V1, V1), (V2, V2)]
@@ -108,7 +104,7 @@ async def test_failing_middle_migration_names_it_and_keeps_the_first(
     assert error.returncode == 1
     # Each migration runs in its own transaction: the failing one left nothing behind.
     assert tables(server, name) == ["notes"]
-    assert history(server, name) == [V1]
+    assert migration_history(server, name) == [V1]
 
 
 async def test_older_than_remote_is_refused_with_the_cli_advice(
@@ -126,11 +122,11 @@ async def test_older_than_remote_is_refused_with_the_cli_advice(
     assert f"supabase/migrations/{V1}_notes.sql" in error.suggestion
     assert error.versions == [V1]
     assert "before the last migration on remote" in error.message
-    assert history(server, name) == [V2]
+    assert migration_history(server, name) == [V2]
 
     result = await cli.push(tmp_path, db_url=url, include_all=True)
     assert result.applied == [V1]
-    assert history(server, name) == [V1, V2]
+    assert migration_history(server, name) == [V1, V2]
 
 
 async def test_remote_version_missing_locally_is_refused(
@@ -159,7 +155,7 @@ async def test_down_last_one_removes_table_and_history_row(
     assert result.reverted == [V2]
     assert result.version == V1
     assert tables(server, name) == ["notes"]
-    assert history(server, name) == [V1]
+    assert migration_history(server, name) == [V1]
     # The Supabase-shaped schemas belong to supabase_admin, so the reset leaves them alone.
     assert server.query("select count(*) from auth.users", database=name) == [["0"]]
 
@@ -212,7 +208,7 @@ async def test_push_timeout_reports_what_was_applied(
     assert error.timed_out
     assert error.failed == slow
     assert error.applied == [V1]
-    assert history(server, name) == [V1]
+    assert migration_history(server, name) == [V1]
 
 
 async def test_runs_without_a_writable_home(

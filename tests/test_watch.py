@@ -23,7 +23,7 @@ from sandbox.posthog import PostHogState, create_posthog_app
 from sandbox.server import serve
 from sandbox.staging_app import StagingState
 from tests.helpers import make_settings
-from tests.slack_e2e import SlackHarness
+from tests.slack_e2e import SlackHarness, blocks_of
 
 RUNBOOK = """
 name: watch
@@ -66,9 +66,6 @@ def texts(calls: list[dict[str, Any]]) -> list[str]:
     return [str(c.get("text", "")) for c in calls]
 
 
-def blocks_of(call: dict[str, Any]) -> list[dict[str, Any]]:
-    value = call.get("blocks") or []
-    return json.loads(value) if isinstance(value, str) else value
 
 
 async def released(slack: SlackHarness, number: int = 1, ref: str = "release/1.2.0") -> Any:
