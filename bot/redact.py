@@ -47,19 +47,20 @@ _TOKEN_SHAPES = (
     r"github_pat_[A-Za-z0-9_]{20,}",
     r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
 )
-TOKEN_PATTERNS: list[re.Pattern[str]] = [
-    re.compile(r"\b(?:" + "|".join(_TOKEN_SHAPES) + ")"),
-    re.compile(r"https://hooks\.slack(?:-gov)?\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_-]+"),
-    re.compile(r"(?i)(\b(?:bearer|basic|token)[ \t]+)[A-Za-z0-9._~+/=-]{8,}"),
+# Each pattern with the words one of which a text must hold (in any case) for it to match at
+# all: a text without any skips that pattern (a scan of the text in C, not of the regex).
+TOKEN_PATTERNS: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
+    (re.compile(r"\b(?:" + "|".join(_TOKEN_SHAPES) + ")"), ()),
+    (re.compile(r"https://hooks\.slack(?:-gov)?\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_-]+"),
+     ()),
+    (re.compile(r"(?i)(\b(?:bearer|basic|token)[ \t]+)[A-Za-z0-9._~+/=-]{8,}"),
+     ("bearer", "basic", "token")),
     # libpq keyword strings, env assignments and JSON: password=..., PGPASSWORD=...,
     # "password": "...", access_token=..., client_secret=..., POSTHOG_API_KEY=...
-    re.compile(r"""(?i)(\b(?:[a-z0-9]+_)*(?:pg)?(?:password|passwd|pwd|secret|api[_-]?key|token)"""
-               r"""["']?[ \t]*[=:][ \t]*["']?)[^\s"'&;,]+"""),
+    (re.compile(r"""(?i)(\b(?:[a-z0-9]+_)*(?:pg)?(?:password|passwd|pwd|secret|api[_-]?key|token)"""
+                r"""["']?[ \t]*[=:][ \t]*["']?)[^\s"'&;,]+"""),
+     ("pass", "pwd", "secret", "key", "token")),
 ]
-# Words one of which a text must hold (in any case) for the pattern at the same place in
-# TOKEN_PATTERNS to match at all; a text without any skips that pattern (a scan of the text in C).
-_NEEDS: list[tuple[str, ...]] = [(), (), ("bearer", "basic", "token"),
-                                 ("pass", "pwd", "secret", "key", "token")]
 _JOINERS = ".-"
 # Keys whose values are identifiers, never redacted (with everything under them), compared in
 # lower case with spaces and hyphens as `_`: Slack's ids and button payloads, stored ids, SHAs,
@@ -211,7 +212,7 @@ class Redactor:
         spans = [span for value in self._secrets for span in _occurrences(text, value)]
         spans.extend(_url_password_spans(text))
         lowered = text.lower()
-        for pattern, needs in zip(TOKEN_PATTERNS, _NEEDS, strict=True):
+        for pattern, needs in TOKEN_PATTERNS:
             if needs and not any(word in lowered for word in needs):
                 continue
             group = 1 if pattern.groups else 0
