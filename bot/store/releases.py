@@ -119,27 +119,19 @@ class Releases(Database):
         found = self._select("where id = ?", [release_id])
         return found[0] if found else None
 
-    def list_releases(self, limit: int = 20, environment: str | None = None) -> list[Release]:
-        """Newest first."""
+    def list_releases(self, limit: int = 20, environment: str | None = None, *,
+                      results: bool = True) -> list[Release]:
+        """Newest first (each step without its result when `results` is False)."""
         if environment:
-            return self._select("where environment = ? order by id desc limit ?", [environment, limit])
-        return self._select("order by id desc limit ?", [limit])
+            return self._select("where environment = ? order by id desc limit ?", [environment, limit],
+                                results=results)
+        return self._select("order by id desc limit ?", [limit], results=results)
 
     def release_summaries(self, limit: int = 20, environment: str | None = None) -> list[Release]:
         """Newest first, for listings (`log`, `/release log`, App Home): each release with its
         steps' names, states and times but not their results (`get_release` reads those), so a
         listing costs the same on any size of log and little on any machine."""
-        where, args = ("where environment = ? ", [environment]) if environment else ("", [])
-        rows = self._rows(f"select * from releases {where}order by id desc limit ?",  # noqa: S608
-                          [*args, limit])
-        ids = [row["id"] for row in rows]
-        found: dict[int, list[StepRecord]] = {}
-        marks = ",".join("?" for _ in ids)
-        sql = (f"select {SUMMARY_STEP_COLUMNS} from steps where release_id in ({marks}) "  # noqa: S608
-               "order by release_id, position")
-        for row in self._rows(sql, ids) if ids else []:
-            found.setdefault(row["release_id"], []).append(step_summary_from_row(row))
-        return [release_from_row(row, found.get(row["id"], []), unfold=False) for row in rows]
+        return self.list_releases(limit, environment, results=False)
 
     def releases_since(self, environment: str, since: datetime) -> list[Release]:
         """The releases of `environment` started at or after `since`, newest first."""
@@ -170,19 +162,22 @@ class Releases(Database):
                              [environment, release_id, ReleaseStatus.SUCCEEDED.value])
         return found[0] if found else None
 
-    def _select(self, clause: str, args: list[Any]) -> list[Release]:
-        """The releases `select * from releases <clause>` finds, each with its steps."""
+    def _select(self, clause: str, args: list[Any], *, results: bool = True) -> list[Release]:
+        """The releases `select * from releases <clause>` finds, each with its steps (without
+        their results when `results` is False: see `release_summaries`)."""
         rows = self._rows(f"select * from releases {clause}", args)  # noqa: S608
-        steps = self._steps_of([row["id"] for row in rows])
-        return [release_from_row(row, steps.get(row["id"], [])) for row in rows]
+        steps = self._steps_of([row["id"] for row in rows], results)
+        return [release_from_row(row, steps.get(row["id"], []), unfold=results) for row in rows]
 
-    def _steps_of(self, ids: list[int]) -> dict[int, list[StepRecord]]:
+    def _steps_of(self, ids: list[int], results: bool = True) -> dict[int, list[StepRecord]]:
         """The steps of these releases in runbook order, read in one query."""
         found: dict[int, list[StepRecord]] = {}
         marks = ",".join("?" for _ in ids)
-        sql = f"select * from steps where release_id in ({marks}) order by release_id, position"  # noqa: S608
+        columns, build = ("*", step_from_row) if results else (SUMMARY_STEP_COLUMNS, step_summary_from_row)
+        sql = (f"select {columns} from steps where release_id in ({marks}) "  # noqa: S608
+               "order by release_id, position")
         for row in self._rows(sql, ids) if ids else []:
-            found.setdefault(row["release_id"], []).append(step_from_row(row))
+            found.setdefault(row["release_id"], []).append(build(row))
         return found
 
     def _rows(self, sql: str, args: list[Any]) -> list[sqlite3.Row]:
