@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from slack_sdk.models.blocks import Block, DividerBlock, HeaderBlock, MarkdownTextObject, SectionBlock
+from slack_sdk.models.blocks import DividerBlock, HeaderBlock
 from slack_sdk.models.views import View
 
 from bot.chat import blocks
@@ -36,10 +36,6 @@ class HomeData:
     watches: list[dict[str, Any]]
     dora: Dora
     links: dict[int, str]
-
-
-def _section(text: str) -> SectionBlock:
-    return SectionBlock(text=MarkdownTextObject(text=blocks.cut(text or " ")))
 
 
 def _span(value: timedelta | None) -> str:
@@ -83,16 +79,16 @@ def watch_text(watches: list[dict[str, Any]]) -> str:
 def home_view(data: HomeData) -> dict[str, Any]:
     """The Home tab as a `views.publish` view."""
     active_link = data.links.get(data.active.id or 0) if data.active else None
-    parts: list[Block] = [
+    parts: list[blocks.Built] = [
         HeaderBlock(text=f"Releases to {data.environment}"[:150]),
-        _section("*Running now*\n" + active_text(data.active, active_link)),
-        _section("*Post-deploy watches*\n" + watch_text(data.watches)),
+        blocks.section("*Running now*\n" + active_text(data.active, active_link)),
+        blocks.section("*Post-deploy watches*\n" + watch_text(data.watches)),
         DividerBlock(),
-        _section(f"*DORA, last {data.dora.days} days*\n" + dora_text(data.dora)),
+        blocks.section(f"*DORA, last {data.dora.days} days*\n" + dora_text(data.dora)),
         DividerBlock(),
-        _section(f"*Last {len(data.releases)} releases*" if data.releases else "No releases yet."),
+        blocks.section(f"*Last {len(data.releases)} releases*" if data.releases else "No releases yet."),
     ]
-    parts += [_section(blocks.log_line(r, data.links.get(r.id or 0))) for r in data.releases]
+    parts += [blocks.section(blocks.log_line(r, data.links.get(r.id or 0))) for r in data.releases]
     view = View(type="home", blocks=parts[:MAX_HOME_BLOCKS])
     view.validate_json()
     return view.to_dict()
