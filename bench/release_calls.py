@@ -27,12 +27,6 @@ from bot.chat.pacing import SLACK_POST_INTERVAL
 from bot.chat.slack import SlackChat
 from bot.runbook.model import Release
 from sandbox.demo import RELEASE_REF, Sandbox
-from sandbox.github import create_github_app
-from sandbox.posthog import create_posthog_app
-from sandbox.server import serve
-from sandbox.staging_app import create_staging_app
-from sandbox.supabase_api import create_supabase_app
-from sandbox.vercel import create_vercel_app
 from tests.slack_e2e import SlackHarness
 
 ONCE_PER_PROCESS = ("auth.test",)
@@ -122,20 +116,9 @@ async def sandbox_release(timeout: float = 400.0) -> ReleaseCalls:
     pacing = inspect.signature(build_runtime).parameters["update_interval"].default
     with tempfile.TemporaryDirectory(prefix="bench-release-") as tmp, ExitStack() as services:
         sandbox = Sandbox(Path(tmp), out)
-        sandbox.start_services(services)
-        ws = sandbox.make_workspace()
-        await sandbox.seed_database(ws)
-        sandbox.seed_github(ws)
-        sandbox.seed_vercel()
-        sandbox.seed_posthog()
-        sandbox.seed_supabase()
+        await sandbox.prepare(services)
         async with AsyncExitStack() as stack:
-            urls = {name: await stack.enter_async_context(serve(app)) for name, app in (
-                ("staging", create_staging_app(sandbox.staging)),
-                ("vercel", create_vercel_app(sandbox.vercel)),
-                ("github", create_github_app(sandbox.github)),
-                ("posthog", create_posthog_app(sandbox.posthog)),
-                ("supabase", create_supabase_app(sandbox.supabase)))}
+            urls = await sandbox.serve_emulators(stack)
             values = sandbox.settings_values(urls, sandbox.runbook())
             slack = SlackHarness(Path(tmp), **values)
             calls = TimedCalls()

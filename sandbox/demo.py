@@ -206,6 +206,24 @@ class Sandbox:
         self.supabase.pitr_enabled = True
         self.supabase.restore_unhealthy_polls = 1
 
+    async def prepare(self, services: ExitStack) -> Workspace:
+        """Start the local services, build the app's workspace and seed every stand-in."""
+        self.start_services(services)
+        ws = self.make_workspace()
+        await self.seed_database(ws)
+        self.seed_github(ws)
+        self.seed_vercel()
+        self.seed_posthog()
+        self.seed_supabase()
+        return ws
+
+    async def serve_emulators(self, stack: AsyncExitStack) -> dict[str, str]:
+        """Serve staging and the vendors' emulators on loopback for as long as `stack` lives."""
+        apps = {"staging": create_staging_app(self.staging), "vercel": create_vercel_app(self.vercel),
+                "github": create_github_app(self.github), "posthog": create_posthog_app(self.posthog),
+                "supabase": create_supabase_app(self.supabase)}
+        return {name: await stack.enter_async_context(serve(app)) for name, app in apps.items()}
+
     # --- settings -------------------------------------------------------------------------------
     def settings_values(self, urls: dict[str, str], runbook: Path) -> dict[str, Any]:
         assert self.workspace is not None
@@ -299,23 +317,9 @@ async def run_demo(*, keep: bool = False, rollback: bool = True, out: TextIO | N
     with _workdir(keep) as root, ExitStack() as services:
         sandbox = Sandbox(root, out)
         banner(out, "Starting the sandbox")
-        sandbox.start_services(services)
-        ws = sandbox.make_workspace()
-        await sandbox.seed_database(ws)
-        sandbox.seed_github(ws)
-        sandbox.seed_vercel()
-        sandbox.seed_posthog()
-        sandbox.seed_supabase()
+        ws = await sandbox.prepare(services)
         async with AsyncExitStack() as stack:
-            urls = {
-                "staging": await stack.enter_async_context(
-                    serve(create_staging_app(sandbox.staging), host="127.0.0.1")),
-                "vercel": await stack.enter_async_context(serve(create_vercel_app(sandbox.vercel))),
-                "github": await stack.enter_async_context(serve(create_github_app(sandbox.github))),
-                "posthog": await stack.enter_async_context(serve(create_posthog_app(sandbox.posthog))),
-                "supabase": await stack.enter_async_context(
-                    serve(create_supabase_app(sandbox.supabase))),
-            }
+            urls = await sandbox.serve_emulators(stack)
             for name, url in urls.items():
                 print(f"  {name:<9} {url}", file=out)
             print(f"  workspace {ws.app}", file=out)
