@@ -25,12 +25,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from bot.providers.supabase_cli import SupabaseCli
 from bot.runbook.model import ReleaseStatus, StepState
 from sandbox.server import CALLS_KEY, FAULTS_KEY
 from sandbox.services import PostgresServer
 from sandbox.staging_app import StagingState, create_staging_app
-from sandbox.workspace import Workspace, create_workspace
+from sandbox.workspace import Workspace
 from tests.bot_process import (
     REPO,
     ProcessHarness,
@@ -45,6 +44,7 @@ from tests.bot_process import (
     wait_gate,
 )
 from tests.helpers import migration_history
+from tests.test_migrations_gate_slack import BRANCH, MAIN, V4, V5, release_workspace
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -60,9 +60,7 @@ phases:
       - name: smoke
       - name: health
 """
-BRANCH, NEXT = "release/1.2.0", "release/1.3.0"
-MAIN = ["20250101000000", "20250102000000", "20250103000000"]
-V4, V5, V6 = "20250201000000", "20250202000000", "20250301000000"
+NEXT, V6 = "release/1.3.0", "20250301000000"  # BRANCH brings V4 and V5 (release_workspace)
 APPROVER = "U0BOSS"
 
 
@@ -70,12 +68,7 @@ APPROVER = "U0BOSS"
 async def workspace_db(tmp_path: Path, postgres_server: PostgresServer, postgres_db: str,
                        supabase_cli: Path) -> tuple[Workspace, PostgresServer, str, str]:
     """A workspace: release/1.2.0 brings two migrations, release/1.3.0 one more."""
-    ws = create_workspace(tmp_path / "ws")
-    await SupabaseCli(binary=supabase_cli, timeout=120).push(ws.app, db_url=postgres_db)
-    ws.add_migration(BRANCH, "add_journal", "create table public.journal (id int primary key);\n",
-                     version=V4)
-    ws.add_migration(BRANCH, "add_tags", "create table public.tags (id int primary key);\n",
-                     version=V5)
+    ws = await release_workspace(tmp_path, postgres_db, supabase_cli)
     ws.add_migration(NEXT, "add_notes", "create table public.notes (id int primary key);\n",
                      version=V6, base=BRANCH)
     return ws, postgres_server, urlsplit(postgres_db).path.lstrip("/"), postgres_db

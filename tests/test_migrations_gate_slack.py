@@ -39,16 +39,23 @@ APPROVER, MALLORY = "U0BOSS", "U0MALLORY"
 GATE_KEY = f"apply-{V4}-{V5}"
 
 
-@pytest.fixture
-async def staging(tmp_path: Path, postgres_server: PostgresServer, postgres_db: str,
-                  supabase_cli: Path) -> tuple[Workspace, PostgresServer, str, str]:
-    """A workspace whose release branch brings two migrations; staging has main's three."""
+async def release_workspace(tmp_path: Path, db_url: str, supabase_cli: Path) -> Workspace:
+    """A workspace whose release branch brings two migrations (V4, V5); the database at `db_url`
+    has main's three, pushed with the real CLI."""
     ws = create_workspace(tmp_path / "ws")
-    await SupabaseCli(binary=supabase_cli, timeout=120).push(ws.app, db_url=postgres_db)
+    await SupabaseCli(binary=supabase_cli, timeout=120).push(ws.app, db_url=db_url)
     ws.add_migration(BRANCH, "add_journal", "create table public.journal (id int primary key);\n",
                      version=V4)
     ws.add_migration(BRANCH, "add_tags", "create table public.tags (id int primary key);\n",
                      version=V5)
+    return ws
+
+
+@pytest.fixture
+async def staging(tmp_path: Path, postgres_server: PostgresServer, postgres_db: str,
+                  supabase_cli: Path) -> tuple[Workspace, PostgresServer, str, str]:
+    """A workspace whose release branch brings two migrations; staging has main's three."""
+    ws = await release_workspace(tmp_path, postgres_db, supabase_cli)
     return ws, postgres_server, urlsplit(postgres_db).path.lstrip("/"), postgres_db
 
 
