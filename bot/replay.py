@@ -4,14 +4,18 @@ Slack signs `v0:<timestamp>:<body>`; a request is valid for five minutes after i
 anyone who captured one could send it again in that window (and Slack itself re-sends Events API
 deliveries with `X-Slack-Retry-Num`). `ReplayGuard.first_time(keys)` records the keys of a request
 and says whether any of them was seen before, across every process that shares the store:
-Redis (`SET NX EX`) when `REDIS_URL` is set, else a small table in the release log's SQLite file.
+Redis (`SET NX EX`) when `REDIS_URL` is set, else a small SQLite file beside the release log.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Protocol
 
 log = logging.getLogger(__name__)
@@ -19,9 +23,16 @@ log = logging.getLogger(__name__)
 # Slack's signature window is 5 minutes; a little more covers clock skew between machines.
 WINDOW_SECONDS = 330
 DELETE_OLD = "delete from slack_requests_seen where seen_at < ?"
+# Keys remembered in memory before the expired ones are dropped (and deleted from the file).
+PRUNE_ABOVE = 10_000
 # Insert the key, or take it over when its earlier sighting is older than the window.
 INSERT_NEW = ("insert into slack_requests_seen (key, seen_at) values (?1, ?2) "
               "on conflict(key) do update set seen_at = excluded.seen_at where seen_at < ?3")
+
+
+def seen_path(log: Path) -> Path:
+    """Where the seen keys of the release log at `log` are kept."""
+    return log.with_name(f"{log.stem}.seen{log.suffix}")
 
 
 class SeenStore(Protocol):
@@ -33,40 +44,86 @@ class SeenStore(Protocol):
 
 
 class SqliteSeen:
-    """Seen keys in the release log's database (shared by every process using the file).
+    """Seen keys in a small SQLite file beside the release log.
 
-    `beside(conn)` opens its own connection to the same file with `synchronous=OFF`: a seen key
-    lost to a power cut costs nothing, while an fsync per request would (the release log's own
-    connection keeps its durable settings)."""
+    One process serves a log (`bot.durability`'s writer lock), so it answers from the keys it
+    holds in memory (read from the file on first use: a restart still refuses a replay) and
+    writes the keys it takes to the file once per event-loop turn, in one transaction, instead
+    of one transaction per request. `beside(conn)` opens the file next to the log `conn` is open
+    on (`release-log.db` -> `release-log.seen.db`) with `synchronous=OFF`: a key lost to a power
+    cut costs nothing, an fsync per request would. It is not the release log itself, so a
+    request writes nothing the log's replica (Litestream) ships, and answers remembered while
+    the log is unchanged (`Store.version()`) stay remembered."""
 
     @classmethod
     def beside(cls, conn: sqlite3.Connection) -> SqliteSeen:
-        """A SqliteSeen on the file `conn` is open on (or on `conn` itself when in memory)."""
+        """A SqliteSeen beside the file `conn` is open on (or on `conn` itself when in memory)."""
         path = next((row[2] for row in conn.execute("pragma database_list") if row[1] == "main"),
                     "")
         if not path:
             return cls(conn)
-        own = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        own = sqlite3.connect(seen_path(Path(path)), check_same_thread=False, isolation_level=None)
         own.execute("pragma busy_timeout=5000")
+        own.execute("pragma journal_mode=WAL")
         own.execute("pragma synchronous=OFF")
         return cls(own)
 
-    def __init__(self, conn: sqlite3.Connection, window: float = WINDOW_SECONDS) -> None:
+    def __init__(self, conn: sqlite3.Connection, window: float = WINDOW_SECONDS,
+                 clock: Callable[[], float] = time.time) -> None:
         self.conn = conn
         self.window = window
-        self._added = 0
+        self.clock = clock
         conn.execute("create table if not exists slack_requests_seen "
                      "(key text primary key, seen_at real not null)")
+        self._seen: dict[str, float] | None = None  # read from the file on first use
+        self._pending: list[tuple[str, float]] = []
+        self._prune_above = PRUNE_ABOVE
 
     async def add(self, key: str) -> bool:
-        now = time.time()
-        if self._added % 100 == 0:
-            with self.conn:
+        now = self.clock()
+        seen = self._recent(now)
+        earlier = seen.get(key)
+        if earlier is not None and earlier >= now - self.window:
+            return False
+        seen[key] = now
+        self._pending.append((key, now))
+        if len(self._pending) == 1:  # one transaction for every key taken in this loop turn
+            asyncio.get_running_loop().call_soon(self.flush)
+        return True
+
+    def flush(self) -> None:
+        """Write the keys taken since the last flush (one transaction), and forget old ones."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        now = self.clock()
+        with self._transaction():
+            self.conn.executemany(INSERT_NEW, [(key, at, now - self.window) for key, at in pending])
+            if self._seen is not None and len(self._seen) > self._prune_above:
                 self.conn.execute(DELETE_OLD, (now - self.window,))
-        self._added += 1
-        with self.conn:  # one statement, so two processes cannot both take the same key
-            inserted = self.conn.execute(INSERT_NEW, (key, now, now - self.window)).rowcount
-        return inserted == 1
+                self._seen = {k: at for k, at in self._seen.items() if at >= now - self.window}
+                # what is left is younger than the window: prune again only once it has doubled
+                self._prune_above = max(PRUNE_ABOVE, 2 * len(self._seen))
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        if self.conn.isolation_level is not None:  # the module begins and `with` commits
+            with self.conn:
+                yield
+            return
+        self.conn.execute("begin")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("rollback")
+            raise
+        self.conn.execute("commit")
+
+    def _recent(self, now: float) -> dict[str, float]:
+        if self._seen is None:
+            self.conn.execute(DELETE_OLD, (now - self.window,))
+            self._seen = dict(self.conn.execute("select key, seen_at from slack_requests_seen"))
+        return self._seen
 
 
 class RedisSeen:

@@ -16,12 +16,12 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
-from slack_bolt.request.async_request import AsyncBoltRequest
 
 from bot.app import Runtime
+from bot.config import MissingSetting
 from bot.replay import RedisSeen, ReplayGuard, SqliteSeen
 from bot.scheduler import start_scheduler
-from bot.slack_request import Accepted, Verifier, check
+from bot.slack_request import Accepted, Verifier, bolt_request, check
 
 log = logging.getLogger(__name__)
 MAX_BODY = 1024 * 1024
@@ -38,7 +38,9 @@ def replay_guard(runtime: Runtime) -> ReplayGuard:
 def create_web_app(app: AsyncApp, runtime: Runtime) -> web.Application:
     """The aiohttp application serving Slack's requests and the health check."""
     secret = runtime.settings.secret("SLACK_SIGNING_SECRET")
-    verifier = Verifier(secret) if secret else None
+    if not secret:  # Bolt does not check signatures again (bot.app), so this one must
+        raise MissingSetting("SLACK_SIGNING_SECRET")
+    verifier = Verifier(secret)
     guard = replay_guard(runtime)
 
     async def slack_events(request: web.Request) -> web.Response:
@@ -51,10 +53,9 @@ def create_web_app(app: AsyncApp, runtime: Runtime) -> web.Application:
             log.info("dropped a repeated Slack request%s",
                      " (Slack's retry)" if verdict.retry else "")
             return web.Response(status=200, text="")
-        bolt_request = AsyncBoltRequest(body=verdict.text, query=request.query_string,
-                                        headers=dict(request.headers))
         try:
-            bolt_response = await app.async_dispatch(bolt_request)
+            bolt_response = await app.async_dispatch(
+                bolt_request(verdict, request.query_string, request.headers))
         except Exception as exc:  # a listener bug must not leak a traceback to the caller
             log.error("Slack request failed: %s", type(exc).__name__)
             return web.Response(status=200, text="")

@@ -16,6 +16,7 @@ from bot.chat.links import thread_link, thread_links
 from bot.chat.rollback import busy_note, needs_reason_note, preflight, starting_note
 from bot.commands import LOG_DEFAULT, USAGE, Command
 from bot.config import Settings
+from bot.memo import Remembered
 from bot.providers.refs import ref_source
 from bot.report import release_table
 from bot.rollback.model import Choices, RollbackBusy
@@ -28,6 +29,10 @@ if TYPE_CHECKING:
     from bot.rollback.controller import Rollbacks
 
 log = logging.getLogger(__name__)
+
+# Which tools a step finds can change while the bot runs (someone installs one): a dry-run plan
+# is recomputed at least this often. Everything else it reads is fixed for the process.
+PLAN_MAX_AGE = 5.0
 
 Reply = Callable[[Message], Awaitable[None]]
 
@@ -42,6 +47,9 @@ class ReleaseService:
         self.store = store
         self.chat = chat  # for links to threads (chat.getPermalink) when it is Slack
         self.rollback = rollback  # the rollback controller (bot/rollback/controller.py)
+        # answers given inside the acknowledgement, recomputed only when the log changed
+        self._statuses: Remembered[Message] = Remembered()
+        self._plan: Remembered[list[str]] = Remembered(size=1, max_age=PLAN_MAX_AGE)
 
     def authorize(self, command: Command, user: str) -> str | None:
         """A refusal message when `user` may not run `command`, else None. No I/O."""
@@ -105,7 +113,7 @@ class ReleaseService:
     async def _start(self, command: Command, user: str, channel: str, reply: Reply) -> None:
         ref = command.ref or self.settings.DEFAULT_REF
         if command.dry_run:
-            await reply(plan_message(self.engine, ref))
+            await reply(self.plan_message(ref))
             return
         active = self.store.active_release(self.settings.ENVIRONMENT)
         if active is not None:  # before asking git: the running release may be fetching there
@@ -135,8 +143,13 @@ class ReleaseService:
         if command.name == "status":
             return self.status_message(command)
         if command.name == "start" and command.dry_run:
-            return plan_message(self.engine, command.ref or self.settings.DEFAULT_REF)
+            return self.plan_message(command.ref or self.settings.DEFAULT_REF)
         return None
+
+    def plan_message(self, ref: str) -> Message:
+        """The dry-run plan of a release of `ref` (the steps' plan is remembered for a few seconds)."""
+        lines = self._plan.get("plan", None, lambda: plan_lines(self.engine))
+        return blocks.note_message("\n".join([plan_heading(self.engine, ref), *lines]))
 
     async def _doctor(self, reply: Reply) -> None:
         from bot.doctor import doctor_message, run_doctor
@@ -144,7 +157,12 @@ class ReleaseService:
         await reply(doctor_message(await run_doctor(self.settings)))
 
     def status_message(self, command: Command) -> Message:
-        """Where the named release, the running one or the last one stands."""
+        """Where the named release, the running one or the last one stands (the same answer
+        until the release log changes, in this process or any other)."""
+        return self._statuses.get(command.release_id, self.store.version(),
+                                  lambda: self._status_now(command))
+
+    def _status_now(self, command: Command) -> Message:
         release = self._target(command.release_id)
         if release is None:
             missing = (f"There is no release #{command.release_id}."
@@ -188,9 +206,14 @@ class ReleaseService:
                 or self.store.latest_release(self.settings.ENVIRONMENT))
 
 
-def plan_message(engine: Engine, ref: str) -> Message:
-    """The dry-run plan: every step, what it would do, and what would be skipped."""
-    lines = [f"*Dry run: release of `{ref}` to {engine.settings.ENVIRONMENT}* (nothing was changed)"]
+def plan_heading(engine: Engine, ref: str) -> str:
+    return f"*Dry run: release of `{ref}` to {engine.settings.ENVIRONMENT}* (nothing was changed)"
+
+
+def plan_lines(engine: Engine) -> list[str]:
+    """The dry-run plan after its heading: every step, what it would do, what would be skipped,
+    and the tally."""
+    lines: list[str] = []
     phase = None
     skipped = refused = 0
     plan = engine.plan()
@@ -217,4 +240,4 @@ def plan_message(engine: Engine, ref: str) -> Message:
     if refused:
         lines.append(f":no_entry: {refused} required step(s) cannot run, so `/release start` "
                      "would be refused. " + readiness.RUNBOOK_HINT)
-    return blocks.note_message("\n".join(lines))
+    return lines

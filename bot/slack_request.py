@@ -95,6 +95,16 @@ def check(headers: Mapping[str, str], raw: bytes, verifier: Verifier | None,
     return Accepted(text=text, body=body, keys=keys, retry="X-Slack-Retry-Num" in headers)
 
 
+def bolt_request(accepted: Accepted, query: str, headers: Mapping[str, str]) -> AsyncBoltRequest:
+    """The Bolt request of an accepted one, carrying the body `check` parsed (Bolt would parse
+    the same text again; `parse_body` reads it as Bolt does)."""
+    request = AsyncBoltRequest(body="", query=query, headers=dict(headers))
+    request.raw_body = accepted.text
+    request.body = accepted.body
+    request.context = build_async_context(AsyncBoltContext({}), accepted.body)
+    return request
+
+
 def _one_argument(function: Any) -> bool:
     required = [p for p in inspect.signature(function).parameters.values()
                 if p.default is inspect.Parameter.empty]

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -19,9 +20,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_bolt.middleware.async_middleware import AsyncMiddleware
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.webhook.async_client import AsyncWebhookClient
@@ -45,15 +47,22 @@ def allowed_response_url(url: object, settings: Settings) -> bool:
         return False
     if settings.SLACK_API_URL == DEFAULT_API_URL:
         return url.startswith(SLACK_HOOKS)
-    api = urlsplit(settings.SLACK_API_URL)
+    scheme, hosts = _response_hosts(settings.SLACK_API_URL)
     try:
         given = urlsplit(url)
-        hosts = {api.netloc}
-        if api.hostname == "slack-gov.com":
-            hosts.add("hooks.slack-gov.com")
-        return given.scheme == api.scheme and given.netloc in hosts
+        return given.scheme == scheme and given.netloc in hosts
     except ValueError:
         return False
+
+
+@functools.lru_cache(maxsize=4)
+def _response_hosts(api_url: str) -> tuple[str, frozenset[str]]:
+    """The scheme and hosts of response URLs that go with a non-default Slack API URL."""
+    api = urlsplit(api_url)
+    hosts = {api.netloc}
+    if api.hostname == "slack-gov.com":
+        hosts.add("hooks.slack-gov.com")
+    return api.scheme, frozenset(hosts)
 
 
 def mapping(value: Any) -> Mapping[str, Any]:
@@ -163,16 +172,21 @@ class SafeRespond(AsyncRespond):
         return None
 
 
-def install(app: AsyncApp, settings: Settings, redact: Redactor) -> Callable[[], Awaitable[None]]:
-    """Add the middleware that makes `ack()` and `respond()` safe for every listener; returns what
-    closes its HTTP session when the bot stops."""
-    sessions = Sessions()
+class SafeReplies(AsyncMiddleware):
+    """Every request's `ack()` and `respond()` made safe (and its Web API client redacting, for
+    the listeners that call it). A middleware class, not a function: Bolt hands it the request
+    directly instead of building keyword arguments for it on every request."""
 
-    @app.middleware
-    async def safe_replies(req: AsyncBoltRequest, context: AsyncBoltContext,
-                           next: Callable[[], Awaitable[None]]) -> None:
+    def __init__(self, settings: Settings, redact: Redactor) -> None:
+        self.settings = settings
+        self.redact = redact
+        self.sessions = Sessions()
+
+    async def async_process(self, *, req: AsyncBoltRequest, resp: BoltResponse,
+                            next: Callable[[], Awaitable[BoltResponse]]) -> BoltResponse | None:
+        context, redact = req.context, self.redact
         url = context.response_url
-        trusted = url if allowed_response_url(url, settings) else None
+        trusted = url if allowed_response_url(url, self.settings) else None
         if url and trusted is None:
             log.warning("ignored a response URL that does not point at Slack")
         channel, user = context.channel_id, context.user_id
@@ -186,8 +200,14 @@ def install(app: AsyncApp, settings: Settings, redact: Redactor) -> Callable[[],
 
         if not isinstance(req.body.get("command"), str):  # the /release listener never uses it
             context["client"] = redacting(context.client, redact)  # listeners' Web API calls
-        context["respond"] = SafeRespond(trusted, redact, ephemeral, sessions)
+        context["respond"] = SafeRespond(trusted, redact, ephemeral, self.sessions)
         context["ack"] = RedactingAck(redact)
-        await next()
+        return await next()
 
-    return sessions.close
+
+def install(app: AsyncApp, settings: Settings, redact: Redactor) -> Callable[[], Awaitable[None]]:
+    """Add the middleware that makes `ack()` and `respond()` safe for every listener; returns what
+    closes its HTTP session when the bot stops."""
+    middleware = SafeReplies(settings, redact)
+    app.middleware(middleware)
+    return middleware.sessions.close

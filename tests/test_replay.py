@@ -2,25 +2,48 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from bot.replay import RedisSeen, ReplayGuard, SqliteSeen
+from bot import replay
+from bot.replay import RedisSeen, ReplayGuard, SqliteSeen, seen_path
 from bot.store import Store
 
 
-async def test_sqlite_keys_are_taken_once_across_connections(tmp_path: Path) -> None:
+async def test_sqlite_keys_are_taken_once_and_still_after_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "log.db"
-    one, two = SqliteSeen.beside(Store(path).db.conn), SqliteSeen.beside(Store(path).db.conn)
-    assert await one.add("sig:1") is True
-    assert await two.add("sig:1") is False and await one.add("sig:1") is False
-    assert await two.add("sig:2") is True
-    # The release log's own connection keeps its durable setting; the guard's does not fsync.
     store = Store(path)
+    one = SqliteSeen.beside(store.db.conn)
+    assert await one.add("sig:1") is True
+    assert await one.add("sig:1") is False
+    assert await one.add("sig:2") is True
+    await asyncio.sleep(0)  # the end of the loop turn writes the keys taken in it
+    # a restarted bot (a new guard on the same file) still refuses both
+    again = SqliteSeen.beside(Store(path).db.conn)
+    assert await again.add("sig:1") is False and await again.add("sig:2") is False
+    assert await again.add("sig:3") is True
+    # The keys live beside the log, not in it: a request changes nothing in the release log,
+    # and the guard's file does not fsync while the log keeps its durable setting.
+    assert seen_path(path).exists() and seen_path(path) != path
+    assert "slack_requests_seen" not in store.db.table_names()
     assert store.db.execute("pragma synchronous").fetchone()[0] != 0
     assert one.conn.execute("pragma synchronous").fetchone()[0] == 0
+
+
+async def test_keys_taken_in_one_loop_turn_are_written_in_one_transaction(tmp_path: Path) -> None:
+    seen = SqliteSeen.beside(Store(tmp_path / "log.db").db.conn)
+    assert await seen.add("sig:first")  # the first key reads what the file already holds
+    await asyncio.sleep(0)
+    statements: list[str] = []
+    seen.conn.set_trace_callback(statements.append)
+    assert all([await seen.add(f"sig:{i}") for i in range(50)])
+    assert statements == []  # nothing read or written while the requests are being answered
+    await asyncio.sleep(0)
+    assert [s.split()[0].lower() for s in statements] == ["begin", *["insert"] * 50, "commit"]
+    assert seen.conn.execute("select count(*) from slack_requests_seen").fetchone()[0] == 51
 
 
 async def test_a_key_older_than_the_window_may_be_taken_again(tmp_path: Path) -> None:
@@ -46,3 +69,34 @@ async def test_redis_first_and_the_release_log_when_redis_is_down(redis_server: 
     down = ReplayGuard(RedisSeen(aioredis.from_url("redis://127.0.0.1:9/0")), fallback=sqlite)
     assert await down.first_time(["sig:c"]) is True
     assert await down.first_time(["sig:c"]) is False
+
+
+async def test_expired_keys_are_forgotten_in_batches_not_on_every_turn(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setattr(replay, "PRUNE_ABOVE", 10)
+    now = [1000.0]
+    seen = SqliteSeen.beside(Store(tmp_path / "log.db").db.conn)
+    seen.clock = lambda: now[0]
+    for i in range(8):
+        assert await seen.add(f"sig:old{i}")
+    now[0] += seen.window + 1  # those eight are now outside Slack's window
+    for i in range(4):
+        assert await seen.add(f"sig:new{i}")
+    statements: list[str] = []
+    seen.conn.set_trace_callback(statements.append)
+    await asyncio.sleep(0)
+    assert any(s.startswith("delete") for s in statements)  # 12 > 10: the old ones go
+    assert seen.conn.execute("select count(*) from slack_requests_seen").fetchone()[0] == 4
+    assert await seen.add("sig:old0") is True  # outside the window, so it may be taken again
+    statements.clear()
+    await asyncio.sleep(0)
+    # 5 left, under the bar: no pruning pass over the remembered keys on this turn
+    assert statements and not any(s.startswith("delete") for s in statements)
+    for i in range(20):  # 25 young keys: one pass finds nothing to forget...
+        assert await seen.add(f"sig:young{i}")
+    await asyncio.sleep(0)
+    statements.clear()
+    assert await seen.add("sig:one-more")
+    await asyncio.sleep(0)
+    # ...and the next turns do not walk them again until they have doubled
+    assert statements and not any(s.startswith("delete") for s in statements)

@@ -27,14 +27,23 @@ class Database:
             self.db = sqlite_utils.Database(memory=True)
         self.db.conn.execute("PRAGMA busy_timeout=5000")
         self._lock = threading.RLock()
+        self._writes = 0
         migrations.apply(self.db)
+
+    def version(self) -> tuple[int, int]:
+        """A value that changes whenever the log changes: this process's committed write
+        transactions, and SQLite's `data_version` (commits by any other connection to the file).
+        Equal versions mean an answer read from the log is still the answer (`bot.memo`)."""
+        return self._writes, self.db.conn.execute("pragma data_version").fetchone()[0]
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
         """One transaction: sqlite-utils' own writes inside it become savepoints, so a release
         and its steps are committed together (once), or not at all."""
-        with self._lock, self.db.atomic():
-            yield
+        with self._lock:
+            with self.db.atomic():
+                yield
+            self._writes += 1
 
     @contextmanager
     def _immediate(self) -> Iterator[None]:
@@ -49,3 +58,4 @@ class Database:
                 self.db.conn.execute("ROLLBACK")
                 raise
             self.db.conn.execute("COMMIT")
+            self._writes += 1

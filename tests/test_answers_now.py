@@ -1,0 +1,67 @@
+"""Answers given inside the acknowledgement (`status`, `start --dry-run`) are remembered, and
+never outlive what they were read from: a change to the release log, by this process or by any
+other one on the same file, is in the next answer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.memo import Remembered
+from bot.runbook.model import ReleaseStatus
+from bot.store import Store
+from tests.slack_e2e import SlackHarness
+from tests.test_hostile_input import tiny
+
+
+def test_an_answer_is_remembered_while_its_version_holds_and_not_longer_than_its_age() -> None:
+    now = [0.0]
+    computed: list[str] = []
+
+    def compute(text: str) -> str:
+        computed.append(text)
+        return text
+
+    memo: Remembered[str] = Remembered(size=2, max_age=5.0, clock=lambda: now[0])
+    assert memo.get("a", 1, lambda: compute("a1")) == "a1"
+    assert memo.get("a", 1, lambda: compute("again")) == "a1"
+    assert memo.get("a", 2, lambda: compute("a2")) == "a2"  # the version changed
+    now[0] = 4.9
+    assert memo.get("a", 2, lambda: compute("again")) == "a2"
+    now[0] = 5.0
+    assert memo.get("a", 2, lambda: compute("a3")) == "a3"  # too old
+    assert computed == ["a1", "a2", "a3"]
+    # keys come from people's text: the map never grows past its size
+    for key in "bcdefg":
+        memo.get(key, 1, lambda: "x")
+    assert len(memo._answers) <= 2
+
+
+async def answer(slack: SlackHarness, text: str) -> str:
+    reply, key = await slack.command(text)
+    return str((await slack.answer(reply, key))["text"])
+
+
+async def test_status_changes_as_soon_as_the_log_does_in_this_process_or_another(
+        tmp_path: Path) -> None:
+    async with SlackHarness(tmp_path, **tiny(tmp_path)) as slack:
+        reply, _ = await slack.command("start main")
+        assert reply.status_code == 200
+        release = await slack.finished(1)
+        assert release is not None and release.status == ReleaseStatus.SUCCEEDED
+        first = await answer(slack, "status")
+        assert "Succeeded" in first and await answer(slack, "status") == first
+        # another process (the console, an operator's script) writes to the same log file
+        other = Store(slack.settings.DATABASE_PATH)
+        changed = other.get_release(1)
+        assert changed is not None
+        changed.status = ReleaseStatus.ROLLED_BACK
+        other.save_release(changed)
+        assert "Rolled back" in await answer(slack, "status")
+        # and this process's own writes
+        changed.status = ReleaseStatus.FAILED
+        slack.runtime.store.save_release(changed)
+        now = await answer(slack, "status")
+        assert "Failed" in now and "Rolled back" not in now
+        # a named release is remembered apart from the newest one
+        assert "There is no release #7." in await answer(slack, "status 7")
+        assert await answer(slack, "status") == now
