@@ -18,6 +18,7 @@ and `bound()` cuts text that is about to be logged to a fixed size before it is 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -242,8 +243,11 @@ class Redactor:
 def is_id_key(key: object) -> bool:
     """Whether a dict key names an identifier (`id`, `value`, `action_id`, `thread_ts`,
     `Git SHA`, `deploymentId`, `started_at`, ...), whose value redaction never changes."""
-    if not isinstance(key, str):
-        return False
+    return isinstance(key, str) and _names_an_id(key)
+
+
+@functools.lru_cache(maxsize=4096)  # the same few keys (`type`, `text`, `block_id`) again and again
+def _names_an_id(key: str) -> bool:
     if key.endswith(("Id", "Ids")):
         return True
     name = key.strip().lower().replace(" ", "_").replace("-", "_")

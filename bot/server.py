@@ -10,6 +10,7 @@ touching stored state.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -25,6 +26,14 @@ from bot.slack_request import Accepted, Verifier, bolt_request, check
 
 log = logging.getLogger(__name__)
 MAX_BODY = 1024 * 1024
+
+
+def settle_heap() -> None:
+    """Once started, take every object alive (modules, settings, the app, the runbook) out of the
+    garbage collector's view (`gc.freeze()`): they live as long as the process, and otherwise
+    each full collection walks all of them again while acknowledgements wait."""
+    gc.collect()
+    gc.freeze()
 
 
 def replay_guard(runtime: Runtime) -> ReplayGuard:
@@ -72,6 +81,7 @@ def create_web_app(app: AsyncApp, runtime: Runtime) -> web.Application:
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         await runtime.engine.recover()
         scheduler = start_scheduler(runtime)
+        settle_heap()
         yield
         scheduler.shutdown(wait=False)
         await runtime.close()

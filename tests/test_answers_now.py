@@ -50,18 +50,24 @@ async def test_status_changes_as_soon_as_the_log_does_in_this_process_or_another
         assert release is not None and release.status == ReleaseStatus.SUCCEEDED
         first = await answer(slack, "status")
         assert "Succeeded" in first and await answer(slack, "status") == first
-        # another process (the console, an operator's script) writes to the same log file
+        # another process (the console, an operator's script) writes to the same log file;
+        # this one looks for such writes at most every VERSION_RECHECK seconds
+        slack.runtime.store.VERSION_RECHECK = 0.0
         other = Store(slack.settings.DATABASE_PATH)
         changed = other.get_release(1)
         assert changed is not None
         changed.status = ReleaseStatus.ROLLED_BACK
         other.save_release(changed)
         assert "Rolled back" in await answer(slack, "status")
+        slack.runtime.store.VERSION_RECHECK = 3600.0  # from now on only its own writes count
         # and this process's own writes
         changed.status = ReleaseStatus.FAILED
         slack.runtime.store.save_release(changed)
         now = await answer(slack, "status")
         assert "Failed" in now and "Rolled back" not in now
+        changed.status = ReleaseStatus.SUCCEEDED
+        other.save_release(changed)
+        assert "Failed" in await answer(slack, "status")  # not looked for again yet
         # a named release is remembered apart from the newest one
         assert "There is no release #7." in await answer(slack, "status 7")
         assert await answer(slack, "status") == now

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +15,8 @@ from bot.store.schema import migrations
 
 class Database:
     """One SQLite database (a path, or ':memory:'), migrated to the current schema."""
+
+    VERSION_RECHECK = 0.05  # seconds: how stale another process's write may look to `version()`
 
     def __init__(self, path: str | Path = ":memory:") -> None:
         if str(path) != ":memory:":
@@ -28,13 +31,19 @@ class Database:
         self.db.conn.execute("PRAGMA busy_timeout=5000")
         self._lock = threading.RLock()
         self._writes = 0
+        self._others: tuple[float, int] | None = None  # (when read, data_version)
         migrations.apply(self.db)
 
     def version(self) -> tuple[int, int]:
         """A value that changes whenever the log changes: this process's committed write
-        transactions, and SQLite's `data_version` (commits by any other connection to the file).
-        Equal versions mean an answer read from the log is still the answer (`bot.memo`)."""
-        return self._writes, self.db.conn.execute("pragma data_version").fetchone()[0]
+        transactions (at once), and SQLite's `data_version`, which moves on a commit by any
+        other connection to the file (read at most every `VERSION_RECHECK` seconds: asking
+        costs more than the answers it guards when many people ask at once). Equal versions
+        mean an answer read from the log is still the answer (`bot.memo`)."""
+        now = time.monotonic()
+        if self._others is None or now - self._others[0] >= self.VERSION_RECHECK:
+            self._others = (now, self.db.conn.execute("pragma data_version").fetchone()[0])
+        return self._writes, self._others[1]
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
