@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 # Slack's signature window is 5 minutes; a little more covers clock skew between machines.
 WINDOW_SECONDS = 330
 DELETE_OLD = "delete from slack_requests_seen where seen_at < ?"
+# Seconds between taking a key and writing it (with every other key taken meanwhile) to the file.
+FLUSH_AFTER = 0.02
 # Keys remembered in memory before the expired ones are dropped (and deleted from the file).
 PRUNE_ABOVE = 10_000
 # Insert the key, or take it over when its earlier sighting is older than the window.
@@ -42,14 +44,19 @@ class SeenStore(Protocol):
         """Record `key`; True when it was not already recorded within the window."""
         ...
 
+    async def close(self) -> None:
+        """Write down what is only in memory (the bot is stopping)."""
+        ...
+
 
 class SqliteSeen:
     """Seen keys in a small SQLite file beside the release log.
 
     One process serves a log (`bot.durability`'s writer lock), so it answers from the keys it
     holds in memory (read from the file on first use: a restart still refuses a replay) and
-    writes the keys it takes to the file once per event-loop turn, in one transaction, instead
-    of one transaction per request. `beside(conn)` opens the file next to the log `conn` is open
+    writes the keys it takes to the file `FLUSH_AFTER` seconds later, with every other key taken
+    meanwhile, in one transaction, instead of one transaction per request (`close()` writes
+    what is left when the bot stops). `beside(conn)` opens the file next to the log `conn` is open
     on (`release-log.db` -> `release-log.seen.db`) with `synchronous=OFF`: a key lost to a power
     cut costs nothing, an fsync per request would. It is not the release log itself, so a
     request writes nothing the log's replica (Litestream) ships, and answers remembered while
@@ -78,6 +85,7 @@ class SqliteSeen:
         self._seen: dict[str, float] | None = None  # read from the file on first use
         self._pending: list[tuple[str, float]] = []
         self._prune_above = PRUNE_ABOVE
+        self.flush_after = FLUSH_AFTER
 
     async def add(self, key: str) -> bool:
         now = self.clock()
@@ -87,9 +95,12 @@ class SqliteSeen:
             return False
         seen[key] = now
         self._pending.append((key, now))
-        if len(self._pending) == 1:  # one transaction for every key taken in this loop turn
-            asyncio.get_running_loop().call_soon(self.flush)
+        if len(self._pending) == 1:  # one transaction for the keys of the next few milliseconds
+            asyncio.get_running_loop().call_later(self.flush_after, self.flush)
         return True
+
+    async def close(self) -> None:
+        self.flush()
 
     def flush(self) -> None:
         """Write the keys taken since the last flush (one transaction), and forget old ones."""
@@ -138,6 +149,9 @@ class RedisSeen:
                                         nx=True, ex=self.window)
         return bool(created)
 
+    async def close(self) -> None:
+        return None
+
 
 class ReplayGuard:
     """Whether a request is new; Redis first, the SQLite table when Redis does not answer."""
@@ -145,6 +159,11 @@ class ReplayGuard:
     def __init__(self, primary: SeenStore, fallback: SeenStore | None = None) -> None:
         self.primary = primary
         self.fallback = fallback
+
+    async def close(self) -> None:
+        for store in (self.primary, self.fallback):
+            if store is not None:
+                await store.close()
 
     async def first_time(self, keys: list[str]) -> bool:
         """Record every key; False when any of them was seen before."""

@@ -84,6 +84,7 @@ def create_web_app(app: AsyncApp, runtime: Runtime) -> web.Application:
         settle_heap()
         yield
         scheduler.shutdown(wait=False)
+        await guard.close()
         await runtime.close()
 
     async def no_server_header(_: web.Request, response: web.StreamResponse) -> None:

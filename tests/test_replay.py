@@ -20,7 +20,7 @@ async def test_sqlite_keys_are_taken_once_and_still_after_a_restart(tmp_path: Pa
     assert await one.add("sig:1") is True
     assert await one.add("sig:1") is False
     assert await one.add("sig:2") is True
-    await asyncio.sleep(0)  # the end of the loop turn writes the keys taken in it
+    await asyncio.sleep(one.flush_after * 3)  # a moment later the keys are written
     # a restarted bot (a new guard on the same file) still refuses both
     again = SqliteSeen.beside(Store(path).db.conn)
     assert await again.add("sig:1") is False and await again.add("sig:2") is False
@@ -33,15 +33,15 @@ async def test_sqlite_keys_are_taken_once_and_still_after_a_restart(tmp_path: Pa
     assert one.conn.execute("pragma synchronous").fetchone()[0] == 0
 
 
-async def test_keys_taken_in_one_loop_turn_are_written_in_one_transaction(tmp_path: Path) -> None:
+async def test_keys_taken_together_are_written_in_one_transaction(tmp_path: Path) -> None:
     seen = SqliteSeen.beside(Store(tmp_path / "log.db").db.conn)
     assert await seen.add("sig:first")  # the first key reads what the file already holds
-    await asyncio.sleep(0)
+    seen.flush()
     statements: list[str] = []
     seen.conn.set_trace_callback(statements.append)
     assert all([await seen.add(f"sig:{i}") for i in range(50)])
     assert statements == []  # nothing read or written while the requests are being answered
-    await asyncio.sleep(0)
+    await asyncio.sleep(seen.flush_after * 3)
     assert [s.split()[0].lower() for s in statements] == ["begin", *["insert"] * 50, "commit"]
     assert seen.conn.execute("select count(*) from slack_requests_seen").fetchone()[0] == 51
 
@@ -84,19 +84,30 @@ async def test_expired_keys_are_forgotten_in_batches_not_on_every_turn(
         assert await seen.add(f"sig:new{i}")
     statements: list[str] = []
     seen.conn.set_trace_callback(statements.append)
-    await asyncio.sleep(0)
+    seen.flush()
     assert any(s.startswith("delete") for s in statements)  # 12 > 10: the old ones go
     assert seen.conn.execute("select count(*) from slack_requests_seen").fetchone()[0] == 4
     assert await seen.add("sig:old0") is True  # outside the window, so it may be taken again
     statements.clear()
-    await asyncio.sleep(0)
+    seen.flush()
     # 5 left, under the bar: no pruning pass over the remembered keys on this turn
     assert statements and not any(s.startswith("delete") for s in statements)
     for i in range(20):  # 25 young keys: one pass finds nothing to forget...
         assert await seen.add(f"sig:young{i}")
-    await asyncio.sleep(0)
+    seen.flush()
     statements.clear()
     assert await seen.add("sig:one-more")
-    await asyncio.sleep(0)
+    seen.flush()
     # ...and the next turns do not walk them again until they have doubled
     assert statements and not any(s.startswith("delete") for s in statements)
+
+
+async def test_a_stopping_bot_writes_the_keys_it_holds(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    guard = ReplayGuard(SqliteSeen.beside(Store(path).db.conn))
+    seen = guard.primary
+    assert isinstance(seen, SqliteSeen)
+    seen.flush_after = 3600.0  # nothing would be written for an hour
+    assert await guard.first_time(["sig:late"]) is True
+    await guard.close()  # what `serve` does when it stops
+    assert await SqliteSeen.beside(Store(path).db.conn).add("sig:late") is False
