@@ -71,3 +71,14 @@ async def test_status_changes_as_soon_as_the_log_does_in_this_process_or_another
         # a named release is remembered apart from the newest one
         assert "There is no release #7." in await answer(slack, "status 7")
         assert await answer(slack, "status") == now
+
+
+async def test_a_started_server_keeps_its_long_lived_objects_out_of_full_collections(
+        tmp_path: Path) -> None:
+    import gc
+
+    async with SlackHarness(tmp_path, **tiny(tmp_path)) as slack:
+        assert gc.get_freeze_count() > 10_000  # modules, settings, the app: frozen once started
+        reply, key = await slack.command("help")
+        assert "Usage" in (await slack.answer(reply, key))["text"]
+    assert gc.get_freeze_count() == 0  # and given back when it stops
