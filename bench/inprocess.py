@@ -6,8 +6,8 @@
   one update per transition (the Tier-3 `chat.update` budget is ~50/min).
 - hostile: a 1 MB unsigned request is refused about as fast as a tiny one, and /healthz sent
   alongside it answers about as fast as alone (before the fix: minutes of 100% CPU).
-- store: one engine transition (release row + step row, one transaction) vs a bare SQLite insert,
-  and how many commits `Store.create_release` and `Store.save` make.
+- store: one engine transition (the release row and its body rewritten, one transaction) vs a bare
+  SQLite insert, and how many commits `Store.create_release` and `Store.save` make.
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def bench_store(results: Results, rounds: int = 300) -> None:
                 conn.execute("insert into t (body) values (?)", (json.dumps({"i": i, "d": "x" * 500}),))
         raw = (time.perf_counter() - t0) / rounds
         conn.close()
-        results.add(Row(SECTION, "one persisted transition (release row + step row)", ours * 1e6,
+        results.add(Row(SECTION, "one persisted transition (release row and its body)", ours * 1e6,
                         "µs", raw * 1e6, "one bare SQLite insert"))
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import zlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import pytest
 import sqlite_utils
 
 from bot.runbook.model import (
@@ -20,7 +23,7 @@ from bot.runbook.model import (
     StepResult,
     StepState,
 )
-from bot.store import Store, migrations, rows
+from bot.store import Store, legacy, migrations, rows
 
 
 def sample() -> Release:
@@ -88,10 +91,11 @@ def test_schema_is_created_by_migrations_and_reapplying_is_harmless(tmp_path: Pa
     Store(path)
     Store(path)
     db = sqlite_utils.Database(path)
-    assert {"releases", "steps", "decisions"} <= set(db.table_names())
+    assert {"releases", "decisions"} <= set(db.table_names()) and "steps" not in db.table_names()
     columns = {c.name for c in db.table("releases").columns}
     assert {"release_date", "git_sha", "migrations_applied", "feature_highlights", "manual_tests",
-            "monitoring_links", "rollback_trigger"} <= columns
+            "monitoring_links", "rollback_trigger", "body"} <= columns
+    assert not {"data", "folded_steps"} & columns  # in the body now
 
 
 def test_last_successful_before(store: Store) -> None:
@@ -175,15 +179,16 @@ def finished() -> Release:
     return release
 
 
-def test_each_step_result_is_stored_once(store: Store) -> None:
+def test_a_release_body_holds_its_data_and_steps_once_compressed(store: Store) -> None:
+    """Data and steps live in the release's body, one compressed JSON document with its format
+    marker; the copies in `data["steps"]` are kept as written (exact, and nearly free there)."""
     release = store.create_release(finished())
-    row = next(iter(store.db.query("select data, folded_steps from releases where id = ?",
-                                   [release.id])))
-    stored = json.loads(row["data"])["steps"]
-    assert stored["tests"] is None and stored["health"] is None  # read from the step rows
-    assert json.loads(row["folded_steps"]) == ["tests", "health"]
-    assert stored["migrations_push"] == {"applied": ["v1", "v2"], "cancelled": True}
-    assert stored["gone"] == {"kept": "as written"}
+    blob = next(iter(store.db.query("select body from releases where id = ?", [release.id])))["body"]
+    stored = json.loads(zlib.decompress(blob))
+    assert stored["v"] == 1 and stored["data"] == release.data
+    assert [s["name"] for s in stored["steps"]] == ["tests", "health", "migrations_push"]
+    assert stored["steps"][1]["result"]["data"] == {"status": "ok", "rows": [1, 2]}
+    assert len(blob) < len(json.dumps(stored)) / 2
     loaded = store.get_release(release.id or 0)
     assert loaded is not None and loaded.model_dump() == release.model_dump()
     assert list(loaded.data["steps"]) == ["tests", "health", "migrations_push", "gone"]
@@ -204,23 +209,47 @@ def test_a_step_saved_alone_leaves_the_release_rows_copy_as_it_was(store: Store)
     assert again is not None and again.data["steps"]["health"] == {"status": "degraded"}
 
 
-def test_the_migration_keeps_a_log_in_the_old_layout_whole(tmp_path: Path) -> None:
-    """A log written before m005 (every step's data twice) reads back field for field, and
-    afterwards holds each step's data once."""
+def old_layout_rows(number: int, release: Release) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """`release` as a log before m007 held it: a `releases` row with its `data` (every copy in
+    it) and one `steps` row per step, the JSON of each field as text."""
+    release.id = number
+    row = rows.release_columns(release) | {"data": json.dumps(release.data, default=str)}
+    steps = []
+    for record in release.steps:
+        entry = rows.step_entry(record)
+        result = entry.pop("result") or {}
+        steps.append(entry | {"release_id": number, "outcome": result.get("outcome"),
+                              "summary": result.get("summary"), "details": result.get("details"),
+                              "links": json.dumps(result["links"]) if result else None,
+                              "output_tail": result.get("output_tail"),
+                              "data": json.dumps(result["data"]) if result else None,
+                              "gate": json.dumps(entry["gate"]) if entry["gate"] else None})
+    return row, steps
+
+
+@pytest.mark.parametrize("written_before", ["m005_step_data_once", "m007_release_body"])
+def test_the_migrations_keep_a_log_in_an_old_layout_whole(tmp_path: Path, written_before: str) -> None:
+    """A log written before m005 (every step's data twice) or before m007 (step rows, copies
+    folded: m005's layout) reads back field for field, and afterwards holds each release in one
+    compressed body, with no `steps` table left."""
     path = tmp_path / "old.db"
     db = sqlite_utils.Database(str(path))
-    migrations.apply(db, stop_before="m005_step_data_once")
+    migrations.apply(db, stop_before=written_before)
     releases = [finished() for _ in range(3)]
+    releases[2].steps[1].gate = Gate(key="k", prompt="Go?", actions=[GateAction(id="go", label="Go")])
+    releases[2].steps[2].state, releases[2].steps[2].result = StepState.PENDING, None
+    releases[2].steps[2].started_at = datetime(2026, 12, 6, 3, 2, 1, 123456, tzinfo=UTC)
     for number, release in enumerate(releases, start=1):
-        release.id = number
         release.git_sha = f"{number}" * 40
         release.fields = {name: f"{name} of #{number}" for name in TEMPLATE_FIELDS if name != "Git SHA"}
         release.fields["Git SHA"] = release.git_sha
         release.notes = f"release {number}"
-        db.table("releases").insert(rows.release_row(release))  # today's layout: full copies
-        for record in release.steps:
-            db.table("steps").insert(rows.step_row(number, record))
-    old_size = sum(len(r["data"]) for r in db.query("select data from releases"))
+        row, steps = old_layout_rows(number, release)
+        if written_before == "m007_release_body":  # as the m005-era store wrote it
+            row |= legacy.fold_steps(row["data"], {s["name"]: s["data"] for s in steps if s["data"]})
+            assert "tests" in json.loads(row["folded_steps"])
+        db.table("releases").insert(row)
+        db.table("steps").insert_all(steps)
     db.close()
 
     store = Store(path)
@@ -228,10 +257,9 @@ def test_the_migration_keeps_a_log_in_the_old_layout_whole(tmp_path: Path) -> No
         loaded = store.get_release(release.id or 0)
         assert loaded is not None and loaded.model_dump() == release.model_dump()
     assert [r.id for r in store.list_releases()] == [3, 2, 1]
-    new_size = sum(len(r["data"]) for r in store.db.query("select data from releases"))
-    assert new_size < old_size
-    assert all(json.loads(r["data"])["steps"]["tests"] is None
-               for r in store.db.query("select data from releases"))
+    assert "steps" not in store.db.table_names()
+    bodies = [json.loads(zlib.decompress(r["body"])) for r in store.db.query("select body from releases")]
+    assert [b["data"] for b in bodies] == [r.data for r in releases]  # every copy filled back in
 
 
 def test_the_releases_of_the_last_days_are_read_through_an_index() -> None:

@@ -1,9 +1,11 @@
 """The release log: SQLite through sqlite-utils, schema created and migrated here.
 
-One row per release (with the guide's template fields as columns), one row per step result,
-one row per gate decision. Every engine transition is written here before it is announced.
+One row per release (what people query as plain columns, the guide's template fields among
+them; its steps and data in one compressed body), one row per gate decision. Every engine
+transition is written here before it is announced.
 
-- `schema.py`: the tables and their migrations; `rows.py`: releases and steps to rows and back;
+- `schema.py`: the tables and their migrations (`legacy.py`: the layouts they convert from);
+- `rows.py`: a release to its row and back; `body.py`: the body's format;
 - `base.py`: the connection and its transactions; `releases.py`, `decisions.py`,
   `env_locks.py`, `rollbacks.py`: what each table answers. `Store` is all of them on one file.
 """

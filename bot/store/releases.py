@@ -1,30 +1,28 @@
-"""Releases and their steps in the release log: written in one transaction, read newest first."""
+"""Releases and their steps in the release log: each write one transaction, reads newest first.
+
+A release is one `releases` row: plain columns for what people query, and a compressed body
+with its data and steps (`bot.store.body`). Writing a step rewrites its release's body inside
+one BEGIN IMMEDIATE transaction, so steps saved at once (by threads or processes) save in turn.
+"""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from datetime import datetime
 from typing import Any
 
+import sqlite_utils
+
 from bot.runbook.model import Release, ReleaseStatus, StepRecord
+from bot.store import body
 from bot.store.base import Database
-from bot.store.rows import (
-    SUMMARY_STEP_COLUMNS,
-    fold_steps,
-    iso,
-    release_from_row,
-    release_row,
-    step_from_row,
-    step_row,
-    step_summary_from_row,
-)
+from bot.store.rows import iso, release_columns, release_data, release_from_row, release_row, step_entry
 
 ACTIVE = (ReleaseStatus.RUNNING.value, ReleaseStatus.WAITING.value)
 
 
 class Releases(Database):
-    """The `releases` and `steps` tables (the release-log port the engine writes through)."""
+    """The `releases` table (the release-log port the engine writes through)."""
 
     # --- writing ---------------------------------------------------------------------------
     def create_release(self, release: Release) -> Release:
@@ -45,30 +43,33 @@ class Releases(Database):
     def discard_release(self, release_id: int) -> None:
         """Remove a release that never started (nothing was announced, no step ran)."""
         with self._tx():
-            self.db.execute("delete from steps where release_id = ?", [release_id])
             self.db.execute("delete from decisions where release_id = ?", [release_id])
             self.db.execute("delete from releases where id = ?", [release_id])
 
     def save_release(self, release: Release) -> None:
-        """Write the release row (not its steps)."""
+        """Write the release (not its steps)."""
         self.save(release)
 
     def save_step(self, release: Release, record: StepRecord) -> None:
-        """Write one step row (not the release row, which keeps the step's earlier data)."""
+        """Write one step (not the release's data, which keeps the step's earlier copy)."""
         assert release.id is not None
-        with self._tx():
-            earlier = self._step_data(release.id, record.name)
-            self._upsert_step(release.id, record)
-            if earlier is not None and self._step_data(release.id, record.name) != earlier:
-                self._pin_step_copy(release.id, record.name, earlier)
+        with self._immediate():
+            stored = self._body(release.id)
+            if stored is None:  # discarded meanwhile: nothing left to write to
+                return
+            steps = body.merge_steps(stored["steps"], [step_entry(record)])
+            self._write(release.id, {"body": body.pack(stored["data"], steps)})
 
     def save(self, release: Release, *records: StepRecord) -> None:
-        """Write the release row and the given step rows in one transaction."""
+        """Write the release (columns and data) and the given steps in one transaction."""
         assert release.id is not None
-        with self._tx():
-            for record in records:
-                self._upsert_step(release.id, record)
-            self.db.table("releases").update(release.id, self._folded_row(release))
+        with self._immediate():
+            stored = self._body(release.id)
+            if stored is None:
+                raise sqlite_utils.db.NotFoundError(f"no release #{release.id} in the log")
+            steps = body.merge_steps(stored["steps"], [step_entry(record) for record in records])
+            self._write(release.id, release_columns(release)
+                        | {"body": body.pack(release_data(release), steps)})
 
     def _insert(self, release: Release) -> None:
         row = release_row(release)
@@ -76,42 +77,17 @@ class Releases(Database):
         table = self.db.table("releases")
         table.insert(row)
         release.id = int(table.last_pk or 0)
-        for record in release.steps:
-            self._upsert_step(release.id, record)
-        table.update(release.id, self._fold(release.id, row["data"]))
 
-    def _upsert_step(self, release_id: int, record: StepRecord) -> None:
-        self.db.table("steps").upsert(step_row(release_id, record), pk=("release_id", "name"))
+    def _body(self, release_id: int) -> dict[str, Any] | None:
+        """The stored body of a release (None if there is no such release)."""
+        found = self.db.execute("select body from releases where id = ?", [release_id]).fetchone()
+        return body.unpack(found[0]) if found else None
 
-    def _folded_row(self, release: Release) -> dict[str, Any]:
-        """The release row with its copies of step data folded into the step rows."""
-        assert release.id is not None
-        row = release_row(release)
-        return row | self._fold(release.id, row["data"])
-
-    def _fold(self, release_id: int, data_json: str) -> dict[str, str | None]:
-        stored = dict(self.db.execute(
-            "select name, data from steps where release_id = ? and data is not null",
-            [release_id]).fetchall())
-        return fold_steps(data_json, stored)
-
-    def _step_data(self, release_id: int, name: str) -> str | None:
-        found = self.db.execute("select data from steps where release_id = ? and name = ?",
-                                [release_id, name]).fetchone()
-        return found[0] if found else None
-
-    def _pin_step_copy(self, release_id: int, name: str, earlier: str) -> None:
-        """The release row's folded copy of a step's data keeps the value it stood for."""
-        found = self.db.execute("select data, folded_steps from releases where id = ?",
-                                [release_id]).fetchone()
-        folded = json.loads(found[1]) if found and found[1] else []
-        if name not in folded:
-            return
-        data = json.loads(found[0])
-        data["steps"][name] = json.loads(earlier)
-        folded.remove(name)
-        self.db.execute("update releases set data = ?, folded_steps = ? where id = ?",
-                        [json.dumps(data, default=str), json.dumps(folded) if folded else None, release_id])
+    def _write(self, release_id: int, values: dict[str, Any]) -> None:
+        values = {k: v for k, v in values.items() if k != "id"}
+        marks = ", ".join(f'"{column}" = ?' for column in values)
+        self.db.execute(f"update releases set {marks} where id = ?",  # noqa: S608
+                        [*values.values(), release_id])
 
     # --- reading ---------------------------------------------------------------------------
     def get_release(self, release_id: int) -> Release | None:
@@ -165,23 +141,7 @@ class Releases(Database):
     def _select(self, clause: str, args: list[Any], *, results: bool = True) -> list[Release]:
         """The releases `select * from releases <clause>` finds, each with its steps (without
         their results when `results` is False: see `release_summaries`)."""
-        rows = self._rows(f"select * from releases {clause}", args)  # noqa: S608
-        steps = self._steps_of([row["id"] for row in rows], results)
-        return [release_from_row(row, steps.get(row["id"], []), unfold=results) for row in rows]
-
-    def _steps_of(self, ids: list[int], results: bool = True) -> dict[int, list[StepRecord]]:
-        """The steps of these releases in runbook order, read in one query."""
-        found: dict[int, list[StepRecord]] = {}
-        marks = ",".join("?" for _ in ids)
-        columns, build = ("*", step_from_row) if results else (SUMMARY_STEP_COLUMNS, step_summary_from_row)
-        sql = (f"select {columns} from steps where release_id in ({marks}) "  # noqa: S608
-               "order by release_id, position")
-        for row in self._rows(sql, ids) if ids else []:
-            found.setdefault(row["release_id"], []).append(build(row))
-        return found
-
-    def _rows(self, sql: str, args: list[Any]) -> list[sqlite3.Row]:
-        """Rows read by column name (`sqlite3.Row`: no dict built for each)."""
         cursor = self.db.conn.cursor()
-        cursor.row_factory = sqlite3.Row
-        return cursor.execute(sql, args).fetchall()
+        cursor.row_factory = sqlite3.Row  # rows read by column name, no dict built for each
+        rows = cursor.execute(f"select * from releases {clause}", args).fetchall()  # noqa: S608
+        return [release_from_row(row, results=results) for row in rows]

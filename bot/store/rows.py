@@ -1,22 +1,17 @@
-"""Releases and steps to table rows and back (pure: no database here).
+"""Releases to `releases` rows and back (pure: no database here).
 
-Free text (notes, fields, the readable strings in results and data) comes from people and tools
-and is redacted on the way in; ids, SHAs, timestamps and the JSON's shape are stored as they are.
-
-A release's `data["steps"]` repeats each step's result data (steps read each other's results
-there). The row keeps such a copy as null when it equals the step row's `data`, and lists its
-name in the `folded_steps` column (`fold_steps`); reading fills it back in from the step
-(`unfold_steps`). Each result is stored once, and a null that was written stays null.
+A row holds what people query as plain columns (ids, environment, ref, SHA, status, times, notes,
+the guide's template fields) and everything else of the release, its data and its steps, in
+its `body` (`bot.store.body`). Free text (notes, fields, the readable strings in results and
+data) comes from people and tools and is redacted on the way in; ids, SHAs, timestamps and the
+JSON's shape are stored as they are.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol
-
-from pydantic_core import from_json
 
 from bot.redact import default_redactor
 from bot.runbook.model import (
@@ -28,6 +23,7 @@ from bot.runbook.model import (
     StepResult,
     StepState,
 )
+from bot.store import body
 
 FIELD_COLUMNS = {
     "Release Date": "release_date",
@@ -48,15 +44,6 @@ class Row(Protocol):
     def __getitem__(self, column: str, /) -> Any: ...
 
 
-def loads(text: str) -> Any:
-    """Parse stored JSON with pydantic-core's parser (2-3 times faster than `json.loads` on
-    step data; a listing parses hundreds), falling back to `json` for what it refuses."""
-    try:
-        return from_json(text)
-    except ValueError:
-        return json.loads(text)
-
-
 def iso(value: datetime | None) -> str | None:
     """A timestamp as stored (ISO 8601), or None."""
     return value.isoformat() if value else None
@@ -67,8 +54,8 @@ def dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def release_row(release: Release) -> dict[str, Any]:
-    """The `releases` row of `release`, redacted; `data` holds every step copy (unfolded)."""
+def release_columns(release: Release) -> dict[str, Any]:
+    """The plain columns of `release`'s row (everything but its body), redacted."""
     redact = default_redactor()
     row: dict[str, Any] = {
         "id": release.id,
@@ -82,7 +69,6 @@ def release_row(release: Release) -> dict[str, Any]:
         "started_at": iso(release.started_at),
         "finished_at": iso(release.finished_at),
         "notes": redact(release.notes),
-        "data": json.dumps(redact.data(release.data), default=str),
     }
     for name, column in FIELD_COLUMNS.items():
         if column != "git_sha":
@@ -91,60 +77,46 @@ def release_row(release: Release) -> dict[str, Any]:
     return row
 
 
-def step_row(release_id: int, record: StepRecord) -> dict[str, Any]:
-    """The `steps` row of one step of a release, its result and gate redacted."""
+def release_data(release: Release) -> Any:
+    """The release's `data` as its body keeps it: every step copy in it, redacted."""
+    return default_redactor().data(release.data)
+
+
+def release_row(release: Release) -> dict[str, Any]:
+    """The whole `releases` row of `release`: its columns and its body, redacted."""
+    steps = [step_entry(record) for record in release.steps]
+    return release_columns(release) | {"body": body.pack(release_data(release), steps)}
+
+
+def step_entry(record: StepRecord) -> dict[str, Any]:
+    """One step of a release as its body keeps it, its result and gate redacted."""
     redact = default_redactor()
     result = record.result
     if result is not None:  # text and the data's readable strings; never ids or shape
         result = StepResult.model_validate(redact.data(result.model_dump()))
     gate = Gate.model_validate(redact.data(record.gate.model_dump())) if record.gate else None
     return {
-        "release_id": release_id,
         "name": record.name,
         "title": record.title,
         "phase": record.phase,
         "position": record.position,
         "state": record.state.value,
-        "outcome": result.outcome.value if result else None,
-        "summary": result.summary if result else None,
-        "details": result.details if result else None,
-        "links": json.dumps([link.model_dump() for link in result.links]) if result else None,
-        "output_tail": result.output_tail if result else None,
-        "data": json.dumps(result.data, default=str) if result else None,
-        "gate": gate.model_dump_json() if gate else None,
+        "result": {
+            "outcome": result.outcome.value, "summary": result.summary, "details": result.details,
+            "links": [link.model_dump() for link in result.links], "output_tail": result.output_tail,
+            "data": result.data,
+        } if result else None,
+        "gate": gate.model_dump(mode="json") if gate else None,
         "started_at": iso(record.started_at),
         "finished_at": iso(record.finished_at),
     }
 
 
-def fold_steps(data_json: str, stored: Mapping[str, str]) -> dict[str, str | None]:
-    """The `data` and `folded_steps` columns for `data_json` (a release's data, every copy in it)
-    and `stored` (step name -> its step row's `data`): copies equal to their row become null."""
-    data = json.loads(data_json)
-    copies = data.get("steps")
-    folded = [name for name, value in copies.items()
-              if json.dumps(value, default=str) == stored.get(name)] if isinstance(copies, dict) else []
-    if not folded:
-        return {"data": data_json, "folded_steps": None}
-    for name in folded:
-        copies[name] = None
-    return {"data": json.dumps(data, default=str), "folded_steps": json.dumps(folded)}
-
-
-def unfold_steps(data: dict[str, Any], folded_json: str | None, steps: list[StepRecord]) -> dict[str, Any]:
-    """`data` with each folded `steps` copy filled in from its step's result data (in place)."""
-    copies = data.get("steps")
-    if folded_json and isinstance(copies, dict):
-        results = {record.name: record.result for record in steps}
-        for name in loads(folded_json):
-            result = results.get(name)
-            copies[name] = result.data if result is not None else None
-    return data
-
-
-def release_from_row(row: Row, steps: list[StepRecord], *, unfold: bool = True) -> Release:
-    """The release of a `releases` row and its steps (already read); `unfold=False` leaves the
-    steps' folded data copies out of `data["steps"]` (steps read without their results)."""
+def release_from_row(row: Row, *, results: bool = True) -> Release:
+    """The release of a `releases` row (its body unpacked); `results=False` builds its steps
+    without their results and gates, unvalidated (listings: see `step_summary`)."""
+    stored = body.unpack(row["body"])
+    build = step_from_entry if results else step_summary
     fields = {name: row[column] or "" for name, column in FIELD_COLUMNS.items()}
     fields["Git SHA"] = row["git_sha"] or ""
     return Release(
@@ -160,43 +132,21 @@ def release_from_row(row: Row, steps: list[StepRecord], *, unfold: bool = True) 
         finished_at=dt(row["finished_at"]),
         notes=row["notes"] or "",
         fields={k: v for k, v in fields.items() if k in TEMPLATE_FIELDS},
-        data=unfold_steps(loads(row["data"] or "{}"), row["folded_steps"] if unfold else None, steps),
-        steps=steps,
+        data=stored["data"],
+        steps=[build(entry) for entry in stored["steps"]],
     )
 
 
-SUMMARY_STEP_COLUMNS = "release_id, name, title, phase, position, state, started_at, finished_at"
-
-
-def step_summary_from_row(row: Row) -> StepRecord:
+def step_summary(entry: Mapping[str, Any]) -> StepRecord:
     """A step's name, place, state and times, without its result (for listings: `log`, App
-    Home), built without validation from columns the store itself wrote."""
+    Home), built without validation from what the store itself wrote."""
     return StepRecord.model_construct(
-        name=row["name"], title=row["title"], phase=row["phase"], position=row["position"],
-        state=StepState(row["state"]), result=None, gate=None,
-        started_at=dt(row["started_at"]), finished_at=dt(row["finished_at"]))
+        name=entry["name"], title=entry["title"], phase=entry["phase"], position=entry["position"],
+        state=StepState(entry["state"]), result=None, gate=None,
+        started_at=dt(entry["started_at"]), finished_at=dt(entry["finished_at"]))
 
 
-def step_from_row(row: Row) -> StepRecord:
-    """The step record of a `steps` row (validated in one call: a listing reads hundreds)."""
-    result = None
-    if row["outcome"]:
-        result = {
-            "outcome": row["outcome"],
-            "summary": row["summary"] or "",
-            "details": row["details"] or "",
-            "links": loads(row["links"] or "[]"),
-            "output_tail": row["output_tail"] or "",
-            "data": loads(row["data"] or "{}"),
-        }
-    return StepRecord.model_validate({
-        "name": row["name"],
-        "title": row["title"],
-        "phase": row["phase"],
-        "position": row["position"],
-        "state": row["state"],
-        "result": result,
-        "gate": json.loads(row["gate"]) if row["gate"] else None,
-        "started_at": dt(row["started_at"]),
-        "finished_at": dt(row["finished_at"]),
-    })
+def step_from_entry(entry: Mapping[str, Any]) -> StepRecord:
+    """The step record of a body's step (validated in one call)."""
+    return StepRecord.model_validate({**entry, "started_at": dt(entry["started_at"]),
+                                      "finished_at": dt(entry["finished_at"])})

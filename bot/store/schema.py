@@ -6,10 +6,13 @@ new migration at the end, never an edit of one already applied to someone's log.
 
 from __future__ import annotations
 
+import sqlite3
+
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
-from bot.store.rows import fold_steps
+from bot.store import body, legacy
+from bot.store.legacy import fold_steps
 
 migrations = Migrations("release_bot")
 
@@ -84,7 +87,7 @@ def m004_reasons_and_locks(db: sqlite_utils.Database) -> None:
 def m005_step_data_once(db: sqlite_utils.Database) -> None:
     """Each step's result data is kept once, in its step row: a release's `data["steps"]` held a
     copy of every one. A copy equal to its step row's `data` becomes null and its name is listed
-    in `folded_steps` (read back from the row: `bot.store.rows`); any other copy stays."""
+    in `folded_steps` (read back from the row: `bot.store.legacy`); any other copy stays."""
     db.table("releases").add_column("folded_steps", str)
     last = 0
     while batch := db.execute("select id, data from releases where id > ? order by id limit 500",
@@ -110,3 +113,34 @@ def _keep_step_data_once(db: sqlite_utils.Database, release_id: int, text: str |
 def m006_started_index(db: sqlite_utils.Database) -> None:
     """The releases of the last days (App Home's DORA window) read an index, not the environment."""
     db.table("releases").create_index(["environment", "started_at"], if_not_exists=True)
+
+
+@migrations()
+def m007_release_body(db: sqlite_utils.Database) -> None:
+    """Each release's data and steps move into its `body` (`bot.store.body`: compressed JSON,
+    about a quarter of their size in rows), field for field; the `steps` table and the `data`
+    and `folded_steps` columns go. What people query stays in plain columns."""
+    db.table("releases").add_column("body", bytes)
+    last = 0
+    while batch := db.execute("select id, data, folded_steps from releases where id > ? "
+                              "order by id limit 500", [last]).fetchall():
+        steps = _step_entries(db, [row[0] for row in batch])
+        for release_id, data, folded in batch:
+            entries = steps.get(release_id, [])
+            db.execute("update releases set body = ? where id = ?",
+                       [body.pack(legacy.release_data(data, folded, entries), entries), release_id])
+        last = batch[-1][0]
+    db.table("steps").drop()
+    db.table("releases").transform(drop={"data", "folded_steps"})
+
+
+def _step_entries(db: sqlite_utils.Database, ids: list[int]) -> dict[int, list[dict[str, object]]]:
+    """m007: the steps of these releases as body entries, in the order the old reads gave them."""
+    cursor = db.conn.cursor()
+    cursor.row_factory = sqlite3.Row
+    found: dict[int, list[dict[str, object]]] = {}
+    sql = (f"select release_id, {legacy.STEP_COLUMNS} from steps "  # noqa: S608
+           f"where release_id in ({','.join('?' for _ in ids)}) order by release_id, position")
+    for row in cursor.execute(sql, ids):
+        found.setdefault(row["release_id"], []).append(legacy.step_entry(row))
+    return found
