@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -21,6 +23,23 @@ if TYPE_CHECKING:
     from bot.service import ReleaseService
     from bot.store import Store
     from bot.telemetry import BotTelemetry
+
+log = logging.getLogger(__name__)
+
+
+# How long a stopping bot waits for knowledge-base pages still being written and pushed.
+KB_DRAIN_SECONDS = 20.0
+
+
+async def finish_publishing(store: Store) -> None:
+    """Wait for the knowledge base's background publications of `store`, at most KB_DRAIN_SECONDS."""
+    from bot import kb
+
+    try:
+        await asyncio.wait_for(kb.drain(store), KB_DRAIN_SECONDS)
+    except TimeoutError:
+        log.warning("knowledge base: still publishing after %.0f s at shutdown; a page committed "
+                    "but not pushed is pushed by the retry job after the restart", KB_DRAIN_SECONDS)
 
 
 @dataclass
@@ -41,9 +60,12 @@ class Runtime:
     on_shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def close(self) -> None:
-        """Stop the engine's tasks, flush the chat, close what was opened for the front end."""
+        """Stop the engine's tasks, flush the chat, let the knowledge base finish the pages it was
+        given (bounded: a platform stops a process soon after asking), close what was opened for
+        the front end."""
         await self.engine.shutdown()
         await self.reporter.flush()
+        await finish_publishing(self.store)
         for close in self.on_shutdown:
             await close()
         if self.telemetry is not None:

@@ -279,3 +279,26 @@ async def test_a_chat_reporter_that_fails_does_not_keep_the_release_out_of_the_k
     assert remote_log(remote) == ["Release #7 of main to staging: succeeded"]
     with pytest.raises(AttributeError):
         Reporters(SlackDown()).__wrapped__  # noqa: B018 - Python's probes are not engine events
+
+
+async def test_a_stopping_bot_finishes_the_page_it_was_writing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.slack_e2e import SlackHarness
+    from tests.test_hostile_input import tiny
+
+    remote = bare_remote(tmp_path / "kb.git")
+    real_publish = KnowledgeBase.publish
+
+    async def slow_publish(self: KnowledgeBase, release: Release, message: str) -> bool:
+        await asyncio.sleep(1.0)  # still writing when the bot is told to stop
+        return await real_publish(self, release, message)
+
+    monkeypatch.setattr(KnowledgeBase, "publish", slow_publish)
+    async with SlackHarness(tmp_path, **tiny(tmp_path, KB_REPOSITORY=str(remote),
+                                             KB_CHECKOUT=str(tmp_path / "checkout"))) as slack:
+        reply, _ = await slack.command("start main")
+        assert reply.status_code == 200
+        done = await slack.finished(1)
+        assert done is not None and done.status == ReleaseStatus.SUCCEEDED
+    # the harness has stopped the bot as `serve` does on SIGTERM: the page is on the remote
+    assert remote_log(remote) == ["Release #1 of main to staging: succeeded"]
