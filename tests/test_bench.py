@@ -48,6 +48,14 @@ def test_peak_counts_events_in_any_window() -> None:
     assert peak([], 1.0) == 0
 
 
+def test_percentiles_are_the_median_rounds_and_pooled_keeps_every_ack() -> None:
+    steady = [i / 1000 for i in range(1, 101)]
+    stalled = [0.5] * 100  # one round during which the machine stalled
+    samples = Samples(latencies=steady * 2 + stalled, rounds=[steady, stalled, steady])
+    assert samples.percentile(99) == 0.099 and samples.percentile(50) == 0.050
+    assert samples.pooled(99) == 0.5
+
+
 def test_percentiles_are_nearest_rank() -> None:
     samples = Samples(latencies=[i / 1000 for i in range(1, 101)])
     assert samples.percentile(50) == 0.050
