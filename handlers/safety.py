@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-from slack_bolt.async_app import AsyncApp
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_bolt.middleware.async_middleware import AsyncMiddleware
@@ -120,9 +120,6 @@ class RedactingAck(AsyncAck):
         return await super().__call__(text, blocks, **kwargs)
 
 
-Fallback = Callable[[str, list[dict[str, Any]] | None], Awaitable[None]]
-
-
 class Sessions:
     """One HTTP session (keep-alive connections) for every `respond()` of this process, per event
     loop; closed when the bot stops."""
@@ -143,13 +140,15 @@ class Sessions:
 
 
 class SafeRespond(AsyncRespond):
-    """`respond()` that only ever posts to Slack, redacted, and never raises."""
+    """`respond()` that only ever posts to Slack, redacted, and never raises. Where it may post
+    is worked out when it is called: most requests are answered by `ack()` and never use it."""
 
-    def __init__(self, response_url: str | None, redact: Redactor, fallback: Fallback | None,
+    def __init__(self, context: AsyncBoltContext, settings: Settings, redact: Redactor,
                  sessions: Sessions) -> None:
-        super().__init__(response_url=response_url)
+        super().__init__(response_url=None)
+        self.context = context
+        self.settings = settings
         self.redact = redact
-        self.fallback = fallback
         self.sessions = sessions
 
     async def __call__(  # type: ignore[override]
@@ -158,18 +157,28 @@ class SafeRespond(AsyncRespond):
         text = self.redact(text)
         if blocks:
             blocks = self.redact.data([b if isinstance(b, dict) else b.to_dict() for b in blocks])
+        url = self.context.response_url
+        trusted = url if allowed_response_url(url, self.settings) else None
+        if url and trusted is None:
+            log.warning("ignored a response URL that does not point at Slack")
         try:
-            if self.response_url is not None:
-                client = AsyncWebhookClient(self.response_url, session=self.sessions.get())
+            if trusted is not None:
+                client = AsyncWebhookClient(trusted, session=self.sessions.get())
                 return await client.send(text=text, blocks=blocks, response_type=response_type,
                                          replace_original=replace_original)
-            if self.fallback is not None:
-                await self.fallback(text, blocks)
-            else:
-                log.warning("a reply was dropped: the request had no Slack response URL")
+            await self._ephemeral(text, blocks)
         except Exception as exc:  # an expired response_url, Slack down: the reply is lost, not the bot
             log.warning("could not answer the requester: %s", self.redact(str(exc))[:300])
         return None
+
+    async def _ephemeral(self, text: str, blocks: list[dict[str, Any]] | None) -> None:
+        """Without a Slack response URL: an ephemeral message to the person in the channel."""
+        channel, user = self.context.channel_id, self.context.user_id
+        if not channel or not user:
+            log.warning("a reply was dropped: no Slack response URL and no channel to use")
+            return
+        await redacting(self.context.client, self.redact).chat_postEphemeral(
+            channel=channel, user=user, text=text, blocks=blocks)
 
 
 class SafeReplies(AsyncMiddleware):
@@ -185,22 +194,9 @@ class SafeReplies(AsyncMiddleware):
     async def async_process(self, *, req: AsyncBoltRequest, resp: BoltResponse,
                             next: Callable[[], Awaitable[BoltResponse]]) -> BoltResponse | None:
         context, redact = req.context, self.redact
-        url = context.response_url
-        trusted = url if allowed_response_url(url, self.settings) else None
-        if url and trusted is None:
-            log.warning("ignored a response URL that does not point at Slack")
-        channel, user = context.channel_id, context.user_id
-
-        async def ephemeral(text: str, blocks: list[dict[str, Any]] | None) -> None:
-            if not channel or not user:
-                log.warning("a reply was dropped: no Slack response URL and no channel to use")
-                return
-            await redacting(context.client, redact).chat_postEphemeral(
-                channel=channel, user=user, text=text, blocks=blocks)
-
         if not isinstance(req.body.get("command"), str):  # the /release listener never uses it
             context["client"] = redacting(context.client, redact)  # listeners' Web API calls
-        context["respond"] = SafeRespond(trusted, redact, ephemeral, self.sessions)
+        context["respond"] = SafeRespond(context, self.settings, redact, self.sessions)
         context["ack"] = RedactingAck(redact)
         return await next()
 
