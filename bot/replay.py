@@ -4,7 +4,8 @@ Slack signs `v0:<timestamp>:<body>`; a request is valid for five minutes after i
 anyone who captured one could send it again in that window (and Slack itself re-sends Events API
 deliveries with `X-Slack-Retry-Num`). `ReplayGuard.first_time(keys)` records the keys of a request
 and says whether any of them was seen before, across every process that shares the store:
-Redis (`SET NX EX`) when `REDIS_URL` is set, else a small SQLite file beside the release log.
+Redis (`SET NX EX`) when `REDIS_URL` is set, else a table in the release log's SQLite file (so a
+log restored from its replica on a new machine still knows them).
 """
 
 from __future__ import annotations
@@ -15,26 +16,22 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Protocol
 
 log = logging.getLogger(__name__)
 
-# Slack's signature window is 5 minutes; a little more covers clock skew between machines.
-WINDOW_SECONDS = 330
+# How long a key is kept: a request is accepted while its timestamp is within 5 minutes of our
+# clock either way (`bot.slack_request`), so one stamped 5 minutes ahead stays valid for 10
+# minutes after it arrives; a little more covers the skew between machines.
+WINDOW_SECONDS = 630
 DELETE_OLD = "delete from slack_requests_seen where seen_at < ?"
-# Seconds between taking a key and writing it (with every other key taken meanwhile) to the file.
+# Seconds between taking a key and writing it (with every other key taken meanwhile) to the log.
 FLUSH_AFTER = 0.02
 # Keys remembered in memory before the expired ones are dropped (and deleted from the file).
 PRUNE_ABOVE = 10_000
 # Insert the key, or take it over when its earlier sighting is older than the window.
 INSERT_NEW = ("insert into slack_requests_seen (key, seen_at) values (?1, ?2) "
               "on conflict(key) do update set seen_at = excluded.seen_at where seen_at < ?3")
-
-
-def seen_path(log: Path) -> Path:
-    """Where the seen keys of the release log at `log` are kept."""
-    return log.with_name(f"{log.stem}.seen{log.suffix}")
 
 
 class SeenStore(Protocol):
@@ -50,29 +47,27 @@ class SeenStore(Protocol):
 
 
 class SqliteSeen:
-    """Seen keys in a small SQLite file beside the release log.
+    """Seen keys in a table of the release log's SQLite file.
 
     One process serves a log (`bot.durability`'s writer lock), so it answers from the keys it
-    holds in memory (read from the file on first use: a restart still refuses a replay) and
-    writes the keys it takes to the file `FLUSH_AFTER` seconds later, with every other key taken
-    meanwhile, in one transaction, instead of one transaction per request (`close()` writes
-    what is left when the bot stops). `beside(conn)` opens the file next to the log `conn` is open
-    on (`release-log.db` -> `release-log.seen.db`) with `synchronous=OFF`: a key lost to a power
-    cut costs nothing, an fsync per request would. It is not the release log itself, so a
-    request writes nothing the log's replica (Litestream) ships, and answers remembered while
-    the log is unchanged (`Store.version()`) stay remembered."""
+    holds in memory (read from the table on first use: a restart, or a log restored from its
+    replica, still refuses a replay) and writes the keys it takes `FLUSH_AFTER` seconds later,
+    with every other key taken meanwhile, in one transaction, instead of one transaction per
+    request (`close()` writes what is left when the bot stops). `beside(conn)` opens its own
+    connection to the file `conn` is open on, with `synchronous=NORMAL`: in WAL mode a commit
+    then waits for no fsync and the file stays consistent through a power cut (a key lost to
+    one costs nothing), while the release log's own connection keeps its durable setting."""
 
     @classmethod
     def beside(cls, conn: sqlite3.Connection) -> SqliteSeen:
-        """A SqliteSeen beside the file `conn` is open on (or on `conn` itself when in memory)."""
+        """A SqliteSeen on the file `conn` is open on (or on `conn` itself when in memory)."""
         path = next((row[2] for row in conn.execute("pragma database_list") if row[1] == "main"),
                     "")
         if not path:
             return cls(conn)
-        own = sqlite3.connect(seen_path(Path(path)), check_same_thread=False, isolation_level=None)
+        own = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         own.execute("pragma busy_timeout=5000")
-        own.execute("pragma journal_mode=WAL")
-        own.execute("pragma synchronous=OFF")
+        own.execute("pragma synchronous=NORMAL")
         return cls(own)
 
     def __init__(self, conn: sqlite3.Connection, window: float = WINDOW_SECONDS,
@@ -132,7 +127,8 @@ class SqliteSeen:
 
     def _recent(self, now: float) -> dict[str, float]:
         if self._seen is None:
-            self.conn.execute(DELETE_OLD, (now - self.window,))
+            with self._transaction():
+                self.conn.execute(DELETE_OLD, (now - self.window,))
             self._seen = dict(self.conn.execute("select key, seen_at from slack_requests_seen"))
         return self._seen
 

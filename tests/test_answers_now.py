@@ -82,3 +82,25 @@ async def test_a_started_server_keeps_its_long_lived_objects_out_of_full_collect
         reply, key = await slack.command("help")
         assert "Usage" in (await slack.answer(reply, key))["text"]
     assert gc.get_freeze_count() == 0  # and given back when it stops
+
+
+async def test_a_log_in_memory_shared_with_the_replay_guard_still_counts_every_write() -> None:
+    # ':memory:' (a supported setting): the guard writes its keys on the log's own connection
+    from datetime import UTC, datetime
+
+    from bot.replay import SqliteSeen
+    from bot.runbook.model import TEMPLATE_FIELDS, Release, StepRecord
+
+    store = Store()
+    seen = SqliteSeen.beside(store.db.conn)
+    assert await seen.add("sig:1")  # the first signed request reads the guard's table
+    before = store.version()
+    release = Release(environment="staging", ref="main", started_by="U1", channel="C1",
+                      started_at=datetime(2026, 12, 6, tzinfo=UTC),
+                      fields=dict.fromkeys(TEMPLATE_FIELDS, ""),
+                      steps=[StepRecord(name="a", title="A", phase="p", position=0)])
+    assert store.create_release_if_free(release) is None  # `/release start` in the same moment
+    assert store.version() != before
+    seen.flush()
+    active = store.active_release("staging")
+    assert active is not None and active.id == release.id  # the guard's commit kept the release

@@ -353,3 +353,19 @@ async def test_replies_share_one_http_session(tmp_path: Path,
             await slack.wait_response(key)
         assert len(opened) == 1 and not opened[0].closed
     assert opened[0].closed  # closed when the bot stopped
+
+
+def test_the_http_server_will_not_start_without_a_signing_secret(tmp_path: Path) -> None:
+    # `check()` is the one signature check (Bolt's own is off), so a server without a secret to
+    # check with must not exist: not even built from a Socket Mode app, which needs none.
+    from bot.app import build_bolt_app
+    from bot.config import MissingSetting
+    from bot.server import create_web_app
+    from tests.helpers import make_settings
+
+    for secret in (None, ""):
+        settings = make_settings(SLACK_BOT_TOKEN="xoxb-test", SLACK_SIGNING_SECRET=secret,
+                                 DATABASE_PATH=str(tmp_path / "log.db"))
+        app, runtime = build_bolt_app(settings, socket_mode=True)
+        with pytest.raises(MissingSetting, match="SLACK_SIGNING_SECRET"):
+            create_web_app(app, runtime)

@@ -143,3 +143,46 @@ def test_no_secret_lands_in_the_file_not_even_inside_a_body(tmp_path: Path) -> N
         assert secret.encode() not in raw and all(secret not in text for text in bodies)
     assert bodies[0].count(MASK) >= 6  # the texts are there, masked
     assert "c" * 40 in bodies[0]  # ids and SHAs stay as they are
+
+
+def test_steps_saved_at_the_same_moment_by_threads_and_processes_are_all_kept(tmp_path: Path) -> None:
+    # Steps of one phase run at once; each save rewrites the release's body, so two saves that
+    # overlapped without BEGIN IMMEDIATE would lose one of them. Four processes and four threads,
+    # each with its own connection, save their own step forty times, started together.
+    import multiprocessing
+    import threading
+
+    path = tmp_path / "log.db"
+    names = [f"s{i}" for i in range(8)]
+    created = Store(path).create_release(release_of({"validate": names}))
+    assert created.id is not None
+    context = multiprocessing.get_context("spawn")
+    start = context.Event()
+    procs = [context.Process(target=save_many, args=(str(path), created.id, name, start))
+             for name in names[:4]]
+    threads = [threading.Thread(target=save_many, args=(str(path), created.id, name, start))
+               for name in names[4:]]
+    for worker in [*procs, *threads]:
+        worker.start()
+    start.set()
+    for worker in [*procs, *threads]:
+        worker.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    read = Store(path).get_release(created.id)
+    assert read is not None
+    assert [(s.name, s.state, s.result.summary if s.result else None) for s in read.steps] == [
+        (name, StepState.OK, f"{name} 39") for name in names]
+
+
+def save_many(path: str, release_id: int, name: str, start: object) -> None:
+    """Save step `name` of release `release_id` forty times (a process or thread's work)."""
+    store = Store(path)
+    release = store.get_release(release_id)
+    assert release is not None
+    record = release.step(name)
+    assert record is not None
+    start.wait(60)  # type: ignore[attr-defined]
+    for i in range(40):
+        record.state = StepState.RUNNING if i < 39 else StepState.OK
+        record.result = StepResult.ok(f"{name} {i}", data={"i": i})
+        store.save_step(release, record)

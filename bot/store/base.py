@@ -63,12 +63,14 @@ class Database:
             if self.db.conn.in_transaction:  # inside another transaction: a savepoint of it
                 with self.db.atomic():
                     yield
+                self._writes += 1
                 return
             self.db.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield
+                self.db.conn.execute("COMMIT")
             except BaseException:
-                self.db.conn.execute("ROLLBACK")
+                if self.db.conn.in_transaction:  # the block failed, or the commit itself did
+                    self.db.conn.execute("ROLLBACK")
                 raise
-            self.db.conn.execute("COMMIT")
             self._writes += 1
