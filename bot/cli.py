@@ -184,7 +184,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_log(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.report import missing_log, release_json, release_table, releases_table
+    from bot.report import missing_log, release_json, release_table, releases_table, step_details
     from bot.store import Store
 
     if args.action == "backup":
@@ -208,7 +208,7 @@ def cmd_log(args: argparse.Namespace, settings: Settings) -> int:
         if args.json:
             print(json.dumps(redactor.data(release_json(release, full=True)), indent=2))
         else:
-            print(redactor(release_table(release)))
+            print(redactor(release_table(release) + step_details(release)))
         return 0
     releases = store.release_summaries(args.limit, None if args.all_envs else settings.ENVIRONMENT)
     if args.json:

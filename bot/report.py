@@ -45,6 +45,8 @@ def release_json(release: Release, full: bool = False) -> dict[str, Any]:
                 "state": r.state.value,
                 "outcome": r.result.outcome.value if r.result else None,
                 "summary": r.result.summary if r.result else "",
+                "details": r.result.details if r.result else "",
+                "links": [link.model_dump() for link in r.result.links] if r.result else [],
                 "started_at": r.started_at.isoformat() if r.started_at else None,
                 "finished_at": r.finished_at.isoformat() if r.finished_at else None,
             }
@@ -91,6 +93,22 @@ def release_table(release: Release) -> str:
             lines.append(f"| check: {check.get('step')} | {check.get('outcome')} | "
                          f"{_cell(str(check.get('summary', '')))} |")
     return "\n".join(lines)
+
+
+def step_details(release: Release) -> str:
+    """What each step found beyond its summary line: its details and links, as its thread reply
+    showed them. The thread folds quiet steps (a concurrent phase's checks into one table), so
+    this is where every step's whole result can still be read (`log show`)."""
+    lines: list[str] = []
+    for record in release.steps:
+        result = record.result
+        if result is None or not (result.details or result.links):
+            continue
+        lines += ["", f"## {record.title} ({record.name}): {record.state.value}", ""]
+        if result.details:
+            lines.append(result.details)
+        lines += [f"- {link.label}: {link.url}" for link in result.links]
+    return "\n".join(["", "Step results:", *lines]) if lines else ""
 
 
 def _history_lines(release: Release) -> list[str]:

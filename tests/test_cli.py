@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import DEMO_NEEDS_CHECKOUT
-from bot.runbook.model import Release, ReleaseStatus, StepRecord, StepResult, StepState
+from bot.runbook.model import Link, Release, ReleaseStatus, StepRecord, StepResult, StepState
 from bot.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,7 +33,10 @@ def seeded(tmp_path: Path) -> Path:
         release = Release(environment="staging", ref=ref, started_by="U1", status=status,
                           steps=[StepRecord(name="health", title="Health", phase="validate",
                                             state=StepState.OK,
-                                            result=StepResult.ok("Healthy"))])
+                                            result=StepResult.ok(
+                                                "Healthy", details="```\nsupabase  ok  14 ms\n```",
+                                                links=[Link(label="/api/health",
+                                                            url="https://staging.example/api/health")]))])
         release.fields["Migrations Applied"] = "20250301000000_reflection_mood"
         release.git_sha = "abc123"
         store.create_release(release)
@@ -58,10 +61,16 @@ def test_log_show_json_and_table(tmp_path: Path) -> None:
     assert "Rollback Trigger (if used)" in data["fields"]
     assert data["fields"]["Git SHA"] == "abc123"
     assert data["steps"] == [{"name": "health", "title": "Health", "phase": "validate", "state": "ok",
-                              "outcome": "ok", "summary": "Healthy", "started_at": None,
-                              "finished_at": None}]
+                              "outcome": "ok", "summary": "Healthy",
+                              "details": "```\nsupabase  ok  14 ms\n```",
+                              "links": [{"label": "/api/health",
+                                         "url": "https://staging.example/api/health"}],
+                              "started_at": None, "finished_at": None}]
     table = cli("log", "show", "1", env=env).stdout
     assert "| Field | Notes |" in table and "| Migrations Applied | 20250301000000_reflection_mood |" in table
+    # every step's whole result, as its thread reply showed it (the thread may have folded it)
+    assert table.rstrip().endswith("## Health (health): ok\n\n```\nsupabase  ok  14 ms\n```\n"
+                                   "- /api/health: https://staging.example/api/health")
 
 
 def test_log_show_unknown_release(tmp_path: Path) -> None:
