@@ -30,7 +30,7 @@ from bot.config import Settings
 from bot.listener import Listener
 from bot.providers.shell import CommandResult, child_env, run_command
 from bot.redact import Redactor, default_redactor
-from bot.report import release_json, release_table
+from bot.report import release_json, release_table, step_details
 from bot.runbook.model import TEMPLATE_FIELDS, Release
 from bot.store import Store
 
@@ -50,9 +50,10 @@ class KbError(Exception):
 
 # --- what is written ---------------------------------------------------------------------------
 def release_markdown(release: Release) -> str:
-    """The release as a markdown document: heading, the guide's table, steps, any rollback."""
+    """The release as a markdown document: heading, the guide's table, steps, any rollback, then
+    each step's whole result (what `release-bot log show` prints)."""
     title, _, rest = release_table(release).partition("\n")
-    return f"# {title}\n\n{rest.lstrip()}\n"
+    return f"# {title}\n\n{rest.lstrip()}{step_details(release)}\n"
 
 
 def file_name(release: Release) -> str:

@@ -302,3 +302,21 @@ async def test_a_stopping_bot_finishes_the_page_it_was_writing(
         assert done is not None and done.status == ReleaseStatus.SUCCEEDED
     # the harness has stopped the bot as `serve` does on SIGTERM: the page is on the remote
     assert remote_log(remote) == ["Release #1 of main to staging: succeeded"]
+
+
+def test_a_release_page_ends_with_every_steps_whole_result() -> None:
+    from bot.kb import release_markdown
+    from bot.runbook.model import Link, StepRecord, StepResult, StepState
+
+    release = Release(environment="staging", ref="main", started_by="U1", id=7,
+                      status=ReleaseStatus.SUCCEEDED,
+                      steps=[StepRecord(name="health", title="Health", phase="validate",
+                                        state=StepState.OK, result=StepResult.ok(
+                                            "Healthy", details="```\nsupabase  ok\n```",
+                                            links=[Link(label="/api/health", url="https://s.example/h")])),
+                             StepRecord(name="lint", title="Lint", phase="prepare", state=StepState.OK,
+                                        result=StepResult.ok("clean"))])
+    page = release_markdown(release)
+    assert page.endswith("Step results:\n\n## Health (health): ok\n\n```\nsupabase  ok\n```\n"
+                         "- /api/health: https://s.example/h\n")
+    assert "## Lint" not in page  # a summary alone is already in the steps table
