@@ -60,11 +60,6 @@ class Database:
         write it decides are one step for every process sharing the file. Leaving the block
         early commits nothing written, which is the same as rolling back."""
         with self._lock:
-            if self.db.conn.in_transaction:  # inside another transaction: a savepoint of it
-                with self.db.atomic():
-                    yield
-                self._writes += 1
-                return
             self.db.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield
