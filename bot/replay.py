@@ -18,12 +18,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
+from bot.slack_request import WINDOW_SECONDS as SIGNATURE_WINDOW
+
 log = logging.getLogger(__name__)
 
-# How long a key is kept: a request is accepted while its timestamp is within 5 minutes of our
-# clock either way (`bot.slack_request`), so one stamped 5 minutes ahead stays valid for 10
-# minutes after it arrives; a little more covers the skew between machines.
-WINDOW_SECONDS = 630
+# How long a key is kept: a request is accepted while its timestamp is within the signature
+# window of our clock either way (`bot.slack_request`), so one stamped that far ahead stays valid
+# for twice the window after it arrives; a little more covers the skew between machines.
+WINDOW_SECONDS = 2 * SIGNATURE_WINDOW + 30
 DELETE_OLD = "delete from slack_requests_seen where seen_at < ?"
 # Seconds between taking a key and writing it (with every other key taken meanwhile) to the log.
 FLUSH_AFTER = 0.02
@@ -120,10 +122,11 @@ class SqliteSeen:
         self.conn.execute("begin")
         try:
             yield
+            self.conn.execute("commit")
         except BaseException:
-            self.conn.execute("rollback")
+            if self.conn.in_transaction:  # the block failed, or the commit itself did
+                self.conn.execute("rollback")
             raise
-        self.conn.execute("commit")
 
     def _recent(self, now: float) -> dict[str, float]:
         if self._seen is None:
