@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -47,22 +46,15 @@ def allowed_response_url(url: object, settings: Settings) -> bool:
         return False
     if settings.SLACK_API_URL == DEFAULT_API_URL:
         return url.startswith(SLACK_HOOKS)
-    scheme, hosts = _response_hosts(settings.SLACK_API_URL)
+    api = urlsplit(settings.SLACK_API_URL)
     try:
         given = urlsplit(url)
-        return given.scheme == scheme and given.netloc in hosts
+        hosts = {api.netloc}
+        if api.hostname == "slack-gov.com":
+            hosts.add("hooks.slack-gov.com")
+        return given.scheme == api.scheme and given.netloc in hosts
     except ValueError:
         return False
-
-
-@functools.lru_cache(maxsize=4)
-def _response_hosts(api_url: str) -> tuple[str, frozenset[str]]:
-    """The scheme and hosts of response URLs that go with a non-default Slack API URL."""
-    api = urlsplit(api_url)
-    hosts = {api.netloc}
-    if api.hostname == "slack-gov.com":
-        hosts.add("hooks.slack-gov.com")
-    return api.scheme, frozenset(hosts)
 
 
 def mapping(value: Any) -> Mapping[str, Any]:
