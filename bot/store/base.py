@@ -12,6 +12,11 @@ import sqlite_utils
 
 from bot.store.schema import migrations
 
+# A release's row (columns and compressed body) takes about 2-3 KB: one fits in a 4 KB page with
+# the rest of the page wasted, seven fill a 16 KB one (a 100k-release log: 430 MB against 260).
+# SQLite sets it when it creates a file; an existing log keeps the size it was made with.
+PAGE_SIZE = 16384
+
 
 class Database:
     """One SQLite database (a path, or ':memory:'), migrated to the current schema."""
@@ -25,6 +30,7 @@ class Database:
             # wait for a lock held by another process (Litestream checkpointing, a console)
             # before the first statement, not only after it
             self.db.conn.execute("PRAGMA busy_timeout=5000")
+            self.db.conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # a new file only: see PAGE_SIZE
             self.db.execute("PRAGMA journal_mode=WAL")
         else:
             self.db = sqlite_utils.Database(memory=True)

@@ -3,6 +3,9 @@
 A release is one `releases` row: plain columns for what people query, and a compressed body
 with its data and steps (`bot.store.body`). Writing a step rewrites its release's body inside
 one BEGIN IMMEDIATE transaction, so steps saved at once (by threads or processes) save in turn.
+Every body is packed against the newest preset dictionary; a succeeded release makes the next
+one from its own body once the newest is `DICTIONARY_EVERY` releases old, so the dictionary
+follows the runbook as it changes.
 """
 
 from __future__ import annotations
@@ -13,12 +16,15 @@ from typing import Any
 
 import sqlite_utils
 
-from bot.runbook.model import Release, ReleaseStatus, StepRecord
+from bot.runbook.model import Release, ReleaseStatus, StepRecord, utcnow
 from bot.store import body
 from bot.store.base import Database
-from bot.store.rows import iso, release_columns, release_data, release_from_row, release_row, step_entry
+from bot.store.rows import Row, iso, release_columns, release_data, release_from_row, step_entry
 
 ACTIVE = (ReleaseStatus.RUNNING.value, ReleaseStatus.WAITING.value)
+# a succeeded release this many releases newer than the newest dictionary makes the next one
+# (each dictionary takes up to 32 KiB: about 0.15 KB a release at this pace)
+DICTIONARY_EVERY = 200
 
 
 class Releases(Database):
@@ -54,34 +60,70 @@ class Releases(Database):
         """Write one step (not the release's data, which keeps the step's earlier copy)."""
         assert release.id is not None
         with self._immediate():
-            stored = self._body(release.id)
+            stored = self.body_of(release.id)
             if stored is None:  # discarded meanwhile: nothing left to write to
                 return
             steps = body.merge_steps(stored["steps"], [step_entry(record)])
-            self._write(release.id, {"body": body.pack(stored["data"], steps)})
+            self._write(release.id, self.pack_body(release.id, None, stored["data"], steps))
 
     def save(self, release: Release, *records: StepRecord) -> None:
         """Write the release (columns and data) and the given steps in one transaction."""
         assert release.id is not None
         with self._immediate():
-            stored = self._body(release.id)
+            stored = self.body_of(release.id)
             if stored is None:
                 raise sqlite_utils.db.NotFoundError(f"no release #{release.id} in the log")
             steps = body.merge_steps(stored["steps"], [step_entry(record) for record in records])
             self._write(release.id, release_columns(release)
-                        | {"body": body.pack(release_data(release), steps)})
+                        | self.pack_body(release.id, release.status, release_data(release), steps))
+
+    def pack_body(self, release_id: int | None, status: ReleaseStatus | None, data: Any,
+                  steps: list[dict[str, Any]]) -> dict[str, Any]:
+        """The `body` and `body_dictionary` columns of a release with this `data` and these
+        steps, packed against the newest dictionary; a release saved as succeeded first makes a
+        new dictionary of its own body when the newest is `DICTIONARY_EVERY` releases old or
+        there is none. Call it inside the write transaction that stores what it returns."""
+        newest = self.db.execute("select id, made_from, dictionary from body_dictionaries "
+                                 "order by id desc limit 1").fetchone()
+        if (status is ReleaseStatus.SUCCEEDED and release_id is not None
+                and (newest is None or release_id - newest[1] >= DICTIONARY_EVERY)):
+            dictionary = body.dictionary_of(data, steps)
+            made = self.db.execute("insert into body_dictionaries (made_from, made_at, dictionary) "
+                                   "values (?, ?, ?)", [release_id, iso(utcnow()), dictionary])
+            newest = (made.lastrowid, release_id, dictionary)
+        if newest is None:
+            return {"body": body.pack(data, steps), "body_dictionary": None}
+        return {"body": body.pack(data, steps, newest[2]), "body_dictionary": newest[0]}
 
     def _insert(self, release: Release) -> None:
-        row = release_row(release)
-        row.pop("id")
+        steps = [step_entry(record) for record in release.steps]
+        row = release_columns(release) | self.pack_body(None, release.status, release_data(release), steps)
+        row.pop("id", None)
         table = self.db.table("releases")
         table.insert(row)
         release.id = int(table.last_pk or 0)
 
-    def _body(self, release_id: int) -> dict[str, Any] | None:
-        """The stored body of a release (None if there is no such release)."""
-        found = self.db.execute("select body from releases where id = ?", [release_id]).fetchone()
-        return body.unpack(found[0]) if found else None
+    def body_of(self, release_id: int) -> dict[str, Any] | None:
+        """The stored body of a release, `{"v", "data", "steps"}` (None if there is no such
+        release): what `pack_body` packed."""
+        found = self.db.execute("select body, body_dictionary from releases where id = ?",
+                                [release_id]).fetchone()
+        if not found:
+            return None
+        return body.unpack(found[0], self._dictionaries([found[1]]).get(found[1]))
+
+    def _dictionaries(self, ids: list[int | None]) -> dict[int, bytes]:
+        """The dictionaries of these ids (None: no dictionary), in one read."""
+        wanted = sorted({i for i in ids if i is not None})
+        if not wanted:
+            return {}
+        marks = ",".join("?" for _ in wanted)
+        found = dict(self.db.execute(f"select id, dictionary from body_dictionaries where id in ({marks})",  # noqa: S608
+                                     wanted).fetchall())
+        if missing := [i for i in wanted if i not in found]:
+            raise LookupError(f"the release log lacks body dictionaries {missing}: the bodies "
+                              "packed against them cannot be read")
+        return found
 
     def _write(self, release_id: int, values: dict[str, Any]) -> None:
         values = {k: v for k, v in values.items() if k != "id"}
@@ -143,5 +185,7 @@ class Releases(Database):
         their results when `results` is False: see `release_summaries`)."""
         cursor = self.db.conn.cursor()
         cursor.row_factory = sqlite3.Row  # rows read by column name, no dict built for each
-        rows = cursor.execute(f"select * from releases {clause}", args).fetchall()  # noqa: S608
-        return [release_from_row(row, results=results) for row in rows]
+        rows: list[Row] = cursor.execute(f"select * from releases {clause}", args).fetchall()  # noqa: S608
+        dictionaries = self._dictionaries([row["body_dictionary"] for row in rows])
+        return [release_from_row(row, results=results, dictionary=dictionaries.get(row["body_dictionary"]))
+                for row in rows]

@@ -82,12 +82,6 @@ def release_data(release: Release) -> Any:
     return default_redactor().data(release.data)
 
 
-def release_row(release: Release) -> dict[str, Any]:
-    """The whole `releases` row of `release`: its columns and its body, redacted."""
-    steps = [step_entry(record) for record in release.steps]
-    return release_columns(release) | {"body": body.pack(release_data(release), steps)}
-
-
 def step_entry(record: StepRecord) -> dict[str, Any]:
     """One step of a release as its body keeps it, its result and gate redacted."""
     redact = default_redactor()
@@ -112,10 +106,11 @@ def step_entry(record: StepRecord) -> dict[str, Any]:
     }
 
 
-def release_from_row(row: Row, *, results: bool = True) -> Release:
-    """The release of a `releases` row (its body unpacked); `results=False` builds its steps
-    without their results and gates, unvalidated (listings: see `step_summary`)."""
-    stored = body.unpack(row["body"])
+def release_from_row(row: Row, *, results: bool = True, dictionary: bytes | None = None) -> Release:
+    """The release of a `releases` row (its body unpacked against `dictionary`, the one its
+    `body_dictionary` names); `results=False` builds its steps without their results and gates,
+    unvalidated (listings: see `step_summary`)."""
+    stored = body.unpack(row["body"], dictionary)
     build = step_from_entry if results else step_summary
     fields = {name: row[column] or "" for name, column in FIELD_COLUMNS.items()}
     fields["Git SHA"] = row["git_sha"] or ""

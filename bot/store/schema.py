@@ -134,6 +134,15 @@ def m007_release_body(db: sqlite_utils.Database) -> None:
     db.table("releases").transform(drop={"data", "folded_steps"})
 
 
+@migrations()
+def m008_body_dictionaries(db: sqlite_utils.Database) -> None:
+    """Bodies are compressed against a preset dictionary: the uncompressed body of an earlier
+    succeeded release (`bot.store.body`). Bodies already written keep theirs (none), as read."""
+    db.execute("create table body_dictionaries (id integer primary key, made_from integer not null, "
+               "made_at text not null, dictionary blob not null)")
+    db.execute("alter table releases add column body_dictionary integer references body_dictionaries(id)")
+
+
 def _step_entries(db: sqlite_utils.Database, ids: list[int]) -> dict[int, list[dict[str, object]]]:
     """m007: the steps of these releases as body entries, in the order the old reads gave them."""
     cursor = db.conn.cursor()
