@@ -5,10 +5,16 @@ synthetic one with every step of the default runbook); then `copy_releases` clon
 SQL: every column of `releases` (new id, ref, SHA, times and a realistic mix of outcomes) and the
 template's rows of every other table that has a `release_id` column. Column lists are read from
 the database, so the copy follows the store's schema as its migrations change it.
+
+Each copy's body is not the template's: successive releases of one app differ in their SHAs,
+deployment ids and URLs, migration versions, every timestamp, timings and counts (`vary`), and
+the store packs each one (`Store.pack_body`, with its dictionary policy) as if it were written.
+Identical copies would compress against the dictionary to almost nothing and prove nothing.
 """
 
 from __future__ import annotations
 
+import random
 import re
 import sqlite3
 import statistics
@@ -22,7 +28,8 @@ from typing import Any
 
 from bench.procs import BOT_TOKEN, SIGNING_SECRET, base_env, bot_command
 from bot.runbook.model import Link, Release, ReleaseStatus, StepRecord, StepResult, StepState, utcnow
-from bot.store import Store
+from bot.store import Store, body
+from bot.store.releases import DICTIONARY_EVERY
 
 ENVIRONMENT = "staging"
 # Unused by `release-bot log`: importing any of them is start-up time spent for nothing.
@@ -60,14 +67,84 @@ def synthetic_release() -> Release:
 
 
 def store_template(path: Path, template: Release) -> int:
-    """Write `template` into a new release log at `path` through the store; its id."""
+    """Write `template` into a new release log at `path` through the store, as the engine does
+    (created running, then saved with its final status, which makes the first dictionary when it
+    succeeded); its id."""
     copy = template.model_copy(deep=True)
-    copy.id = None
+    copy.id, copy.status = None, ReleaseStatus.RUNNING
     store = Store(path)
     store.create_release(copy)
+    copy.status = template.status
+    store.save(copy, *copy.steps)
     store.db.conn.close()
     assert copy.id is not None
     return copy.id
+
+
+SHA = re.compile(r"\b[0-9a-f]{40}\b")
+DEPLOYMENT = re.compile(r"dpl_([A-Za-z0-9]{12,})")
+VERCEL_HOST = re.compile(r"-([a-z0-9]{9})-[a-z0-9-]*\.vercel\.app")
+MIGRATION = re.compile(r"\b(20\d{12})\b")
+TIMESTAMP = re.compile(r"(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d:\d\d)(\.\d+)?")
+MEASURED = re.compile(r'("[a-z_]*(?:ms|seconds|tokens|chunks|reads|lines|clients|count|bytes|passed|total)":)'
+                      r"(\d+)")
+DURATION = re.compile(r"\b(\d+)( ?ms\b|s\b)")
+ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
+def vary(text: str, number: int) -> str:
+    """The JSON text of a release body as the `number`-th release of the same app would write it:
+    new commit SHAs (each everywhere it appears, with its short forms), deployment ids and
+    hosts, migration versions, every timestamp, and every timing and count."""
+    rng = random.Random(number)
+
+    def fresh(old: str, alphabet: str) -> str:
+        return "".join(rng.choice(alphabet) for _ in old)
+
+    for sha in dict.fromkeys(SHA.findall(text)):
+        new = fresh(sha, "0123456789abcdef")
+        text = text.replace(sha, new).replace(sha[:8], new[:8]).replace(sha[:7], new[:7])
+    for old in dict.fromkeys(DEPLOYMENT.findall(text) + VERCEL_HOST.findall(text)):
+        text = text.replace(old, fresh(old, ALNUM))
+    for version in dict.fromkeys(MIGRATION.findall(text)):
+        text = text.replace(version, version[:4] + fresh(version[4:], "0123456789"))
+
+    def moment(found: re.Match[str]) -> str:
+        hour, minute, second = rng.randrange(24), rng.randrange(60), rng.randrange(60)
+        fraction = f".{rng.randrange(10**6):06d}" if found.group(3) else ""
+        return f"{found.group(1)}T{hour:02d}:{minute:02d}:{second:02d}{fraction}"
+
+    text = TIMESTAMP.sub(moment, text)
+    text = MEASURED.sub(lambda m: f"{m.group(1)}{rng.randrange(1, 5000)}", text)
+    return DURATION.sub(lambda m: f"{rng.randrange(1, 900)}{m.group(2)}", text)
+
+
+# Copies take their body from this many variants in turn: more than a dictionary's lifetime in
+# releases, so no copy is packed against a dictionary made of its own twin.
+VARIANTS = DICTIONARY_EVERY + 51
+
+
+def vary_bodies(path: Path, template_id: int, first: int, last: int) -> None:
+    """Give releases `first`..`last` bodies of their own (`vary`), packed by the store as it
+    packs a release it saves (one transaction)."""
+    store = Store(path)
+    try:
+        stored = store.body_of(template_id)
+        assert stored is not None
+        text = body.dump(stored["data"], stored["steps"]).decode()
+        variants = [body.loads(vary(text, n)) for n in range(VARIANTS)]
+        conn = store.db.conn
+        rows = conn.execute("select id, status from releases where id between ? and ? order by id",
+                            [first, last]).fetchall()
+        conn.execute("begin immediate")
+        for release_id, status in rows:
+            variant = variants[release_id % VARIANTS]
+            packed = store.pack_body(release_id, ReleaseStatus(status), variant["data"], variant["steps"])
+            conn.execute("update releases set body = ?, body_dictionary = ? where id = ?",
+                         [packed["body"], packed["body_dictionary"], release_id])
+        conn.execute("commit")
+    finally:
+        store.db.conn.close()
 
 
 def _columns(conn: sqlite3.Connection, table: str) -> list[str]:
@@ -112,6 +189,11 @@ def copy_releases(path: Path, template_id: int, count: int) -> None:
                     f"select {picked} from releases r, \"{table}\" s "
                     f"where s.release_id = ? and r.id between ? and ?",
                     [template_id, first, last])
+    finally:
+        conn.close()
+    vary_bodies(path, template_id, first, last)
+    conn = sqlite3.connect(path)
+    try:
         conn.execute("pragma wal_checkpoint(truncate)")
     finally:
         conn.close()

@@ -5,6 +5,7 @@ Nothing here times anything: the figures themselves are read from bench/RESULTS.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from slack_sdk.signature import SignatureVerifier
@@ -14,7 +15,7 @@ from bench.__main__ import parse
 from bench.load import Samples, signed_command
 from bench.release_calls import peak
 from bench.results import Results, Row, ratio_at_most
-from bot.store import Store
+from bot.store import Store, body
 
 
 def test_a_tiny_store_measure_writes_results_rows(tmp_path: Path) -> None:
@@ -86,6 +87,33 @@ def test_copies_of_a_template_release_read_back_through_the_store(tmp_path: Path
     assert [s.name for s in copy.steps] == [s.name for s in template.steps]
     assert copy.fields["Feature Highlights"] == template.fields["Feature Highlights"]
     assert len({r.git_sha for r in listed}) == 6
+    # each copy has a body of its own (as successive releases differ), packed by the store
+    # against the dictionary the template made when it succeeded
+    bodies = {r.id: body.dump(r.data, []).decode() for r in listed}
+    assert len(set(bodies.values())) == 6
+    assert "a" * 40 not in bodies[copy.id] and "a" * 40 in bodies[template_id]
+    assert copy.step(template.steps[0].name).result is not None
+    dictionaries = store.db.execute("select count(*), min(made_from) from body_dictionaries").fetchone()
+    assert dictionaries == (1, template_id)
+    assert {row[0] for row in store.db.execute("select body_dictionary from releases")} == {1}
+
+
+def test_vary_gives_a_release_of_the_same_app_new_ids_times_and_counts() -> None:
+    sha = "5e2ecea69dadb4637f263e0943e5d516b0f36bd4"
+    text = json.dumps({"sha": sha, "short": f"tested at {sha[:8]}, deployed {sha[:7]}",
+                       "deployment_id": "dpl_vnEN5N1aE6PwZPf1Qh6yYTWmE4lB",
+                       "url": "https://app-yovfz8uzd-acme.vercel.app", "at": "2026-12-06T09:30:04.175000Z",
+                       "first_chunk_ms": 17, "summary": "rendered in 112 ms", "pending": ["20250301000000"],
+                       "title": "Deploy to Vercel", "position": 7})
+    varied = json.loads(biglog.vary(text, 1))
+    assert varied["sha"] != sha and len(varied["sha"]) == 40
+    assert varied["short"] == f"tested at {varied['sha'][:8]}, deployed {varied['sha'][:7]}"
+    assert varied["deployment_id"] != "dpl_vnEN5N1aE6PwZPf1Qh6yYTWmE4lB"
+    assert "yovfz8uzd" not in varied["url"] and varied["url"].endswith("-acme.vercel.app")
+    assert varied["at"] != "2026-12-06T09:30:04.175000Z" and varied["at"].startswith("2026-12-06T")
+    assert varied["pending"][0].startswith("2025") and varied["pending"] != ["20250301000000"]
+    assert (varied["title"], varied["position"]) == ("Deploy to Vercel", 7)  # what does not change
+    assert biglog.vary(text, 1) == biglog.vary(text, 1) != biglog.vary(text, 2)
 
 
 def test_options_parse() -> None:
