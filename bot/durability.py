@@ -28,6 +28,7 @@ import yaml
 from bot import writer_lock
 from bot.config import Settings
 from bot.redact import default_redactor
+from bot.store.base import PAGE_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -139,10 +140,13 @@ def restore_if_missing(binary: str, config: Path, database_path: str | Path) -> 
 
 
 def ensure_wal_database(database_path: str | Path) -> None:
-    """Create the database in WAL mode if it is missing: Litestream replicates WAL databases."""
+    """Create the database in WAL mode if it is missing: Litestream replicates WAL databases.
+    A new file gets the release log's page size first (`bot.store.base.PAGE_SIZE`): SQLite
+    cannot change it once the file is in WAL mode."""
     path = Path(database_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # a no-op on an existing file
         conn.execute("PRAGMA journal_mode=WAL")
     conn.close()
 

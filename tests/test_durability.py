@@ -57,6 +57,25 @@ def test_generated_config_names_the_database_and_the_replica(tmp_path: Path) -> 
     assert "s3://bucket/log" in written.read_text()
 
 
+def test_a_log_created_for_litestream_gets_the_logs_page_size_and_wal(tmp_path: Path) -> None:
+    """Under Litestream the log file is made before the store opens it; made there, it must
+    already have the store's page size (WAL mode fixes it for good) and keep an existing one's."""
+    new = tmp_path / "logs" / "release-log.db"
+    durability.ensure_wal_database(new)
+    old = tmp_path / "old.db"
+    with sqlite3.connect(old) as conn:
+        conn.execute("create table t (x)")
+    durability.ensure_wal_database(old)
+    for path, size in ((new, 16384), (old, 4096)):
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("pragma page_size").fetchone()[0] == size
+            assert conn.execute("pragma journal_mode").fetchone()[0] == "wal"
+        conn.close()
+    Store(new).db.conn.close()  # the store opens it as it made it
+    with sqlite3.connect(new) as conn:
+        assert conn.execute("pragma page_size").fetchone()[0] == 16384
+
+
 def test_check_config_warns_on_a_dyno_without_a_replica(tmp_path: Path) -> None:
     db = str(tmp_path / "log.db")
     warned = cli("check-config", env={"DATABASE_PATH": db, "DYNO": "web.1"}, cwd=tmp_path)
