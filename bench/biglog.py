@@ -7,9 +7,11 @@ template's rows of every other table that has a `release_id` column. Column list
 the database, so the copy follows the store's schema as its migrations change it.
 
 Each copy's body is not the template's: successive releases of one app differ in their SHAs,
-deployment ids and URLs, migration versions, every timestamp, timings and counts (`vary`), and
-the store packs each one (`Store.pack_body`, with its dictionary policy) as if it were written.
+deployment ids and URLs, migration versions, every timestamp, timings and counts (`vary`), in
+the commits they merge and, when they fail, in what the failing step printed (`with_news`); the
+store packs each one (`Store.pack_body`, with its dictionary policy) as if it were written.
 Identical copies would compress against the dictionary to almost nothing and prove nothing.
+Each of these is drawn more randomly than real releases differ, so the size is on the high side.
 """
 
 from __future__ import annotations
@@ -122,11 +124,43 @@ def vary(text: str, number: int) -> str:
 # Copies take their body from this many variants in turn: more than a dictionary's lifetime in
 # releases, so no copy is packed against a dictionary made of its own twin.
 VARIANTS = DICTIONARY_EVERY + 51
+_WORDS = random.Random(0)
+# made-up words (random letters compress worse than a real language: the pessimistic side)
+VOCABULARY = ["".join(_WORDS.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(_WORDS.randint(3, 10)))
+              for _ in range(2000)]
+
+
+def with_news(stored: dict[str, Any], number: int, failed: bool) -> dict[str, Any]:
+    """`stored` (a body) with what is new in every release besides ids and times: the subjects of
+    the 2-6 commits it merged (in the merge step's data and its copy in the release's data), and
+    for a release that did not succeed, its failing step's output (12-24 lines of a stack trace)
+    in place of the last step's result. Shallow copies: the variant it came from is unchanged."""
+    rng = random.Random(number)
+
+    def words(low: int, high: int) -> str:
+        return " ".join(rng.choice(VOCABULARY) for _ in range(rng.randint(low, high)))
+
+    commits = [f"{words(3, 8)} (#{rng.randrange(1, 10_000)})" for _ in range(rng.randint(2, 6))]
+    data = dict(stored["data"]) | {"steps": dict(stored["data"].get("steps") or {})}
+    steps = list(stored["steps"])
+    for index, step in enumerate(steps):
+        result = step.get("result")
+        if step["name"] == "merge" and result:
+            steps[index] = step | {"result": result | {"data": dict(result["data"]) | {"commits": commits}}}
+            data["steps"]["merge"] = steps[index]["result"]["data"]
+    if failed and steps and steps[-1].get("result"):
+        trace = [f"Error: {words(4, 9)}"] + [
+            f"    at {rng.choice(VOCABULARY)} (/var/task/{rng.choice(VOCABULARY)}.js:{rng.randrange(1, 900)}:"
+            f"{rng.randrange(1, 80)})" for _ in range(rng.randint(11, 23))]
+        result = steps[-1]["result"] | {"outcome": "fail", "summary": f"failed: {words(4, 9)}",
+                                        "output_tail": "\n".join(trace)}
+        steps[-1] = steps[-1] | {"state": "fail", "result": result}
+    return {"data": data, "steps": steps}
 
 
 def vary_bodies(path: Path, template_id: int, first: int, last: int) -> None:
-    """Give releases `first`..`last` bodies of their own (`vary`), packed by the store as it
-    packs a release it saves (one transaction)."""
+    """Give releases `first`..`last` bodies of their own (`vary`, `with_news`), packed by the
+    store as it packs a release it saves (one transaction)."""
     store = Store(path)
     try:
         stored = store.body_of(template_id)
@@ -138,8 +172,8 @@ def vary_bodies(path: Path, template_id: int, first: int, last: int) -> None:
                             [first, last]).fetchall()
         conn.execute("begin immediate")
         for release_id, status in rows:
-            variant = variants[release_id % VARIANTS]
-            packed = store.pack_body(release_id, ReleaseStatus(status), variant["data"], variant["steps"])
+            news = with_news(variants[release_id % VARIANTS], release_id, status != ReleaseStatus.SUCCEEDED)
+            packed = store.pack_body(release_id, ReleaseStatus(status), news["data"], news["steps"])
             conn.execute("update releases set body = ?, body_dictionary = ? where id = ?",
                          [packed["body"], packed["body_dictionary"], release_id])
         conn.execute("commit")

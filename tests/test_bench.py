@@ -6,6 +6,7 @@ Nothing here times anything: the figures themselves are read from bench/RESULTS.
 from __future__ import annotations
 
 import json
+import zlib
 from pathlib import Path
 
 from slack_sdk.signature import SignatureVerifier
@@ -95,7 +96,30 @@ def test_copies_of_a_template_release_read_back_through_the_store(tmp_path: Path
     assert copy.step(template.steps[0].name).result is not None
     dictionaries = store.db.execute("select count(*), min(made_from) from body_dictionaries").fetchone()
     assert dictionaries == (1, template_id)
-    assert {row[0] for row in store.db.execute("select body_dictionary from releases")} == {1}
+    blobs = store.db.execute("select id, body, body_dictionary from releases").fetchall()
+    (dictionary,) = store.db.execute("select dictionary from body_dictionaries").fetchone()
+    for release_id, blob, dictionary_id in blobs:
+        assert dictionary_id == 1 and blob[1] & 0x20, release_id  # zlib's FDICT: it needs one
+        unpacker = zlib.decompressobj(zdict=dictionary)
+        assert json.loads(unpacker.decompress(blob))["v"] == 1
+
+
+def test_the_news_of_a_release_are_its_own_and_leave_the_variant_as_it_was() -> None:
+    stored = {"data": {"steps": {"merge": {"sha": "s"}}},
+              "steps": [{"name": "merge", "state": "ok", "result": {"outcome": "ok", "data": {"sha": "s"}}},
+                        {"name": "health", "state": "ok", "result": {"outcome": "ok", "summary": "fine",
+                                                                     "output_tail": "", "data": {}}}]}
+    before = json.dumps(stored)
+    one, two = biglog.with_news(stored, 1, failed=False), biglog.with_news(stored, 2, failed=True)
+    assert json.dumps(stored) == before
+    commits = one["steps"][0]["result"]["data"]["commits"]
+    assert 2 <= len(commits) <= 6 and one["data"]["steps"]["merge"]["commits"] == commits
+    assert commits != two["steps"][0]["result"]["data"]["commits"]
+    assert one["steps"][1] == stored["steps"][1]  # succeeded: nothing failed
+    failed = two["steps"][1]
+    assert failed["state"] == "fail" and failed["result"]["outcome"] == "fail"
+    tail = failed["result"]["output_tail"]
+    assert tail.startswith("Error: ") and tail.count("\n") >= 11
 
 
 def test_vary_gives_a_release_of_the_same_app_new_ids_times_and_counts() -> None:
