@@ -35,6 +35,9 @@ SUBCOMMANDS = ("start", "status", "cancel", "rollback", "help", "log", "show", "
 LOG_DEFAULT, LOG_MAX = 10, 30
 REF = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/@+~^-]{1,200}(?<![./])$")
 MAX_TEXT = 2000
+# Text shlex would split exactly as `str.split()` does: ASCII with no quote, no backslash and no
+# whitespace but what both split on (str.split also splits on \x0b, \x0c and \x1c-\x1f).
+PLAIN = re.compile(r"[^'\"\\\x0b\x0c\x1c-\x1f\x80-\U0010ffff]*")
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ def parse_command(text: str | None) -> Command | ParseError:
     if not text:
         return Command("help")
     try:
-        words = shlex.split(text)
+        words = text.split() if PLAIN.fullmatch(text) else shlex.split(text)
     except ValueError as exc:
         return _error(f"I could not read that command ({exc}).")
     if not words:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shlex
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.commands import USAGE, Command, ParseError, parse_command
+from bot.commands import PLAIN, USAGE, Command, ParseError, parse_command
 
 
 def test_bare_and_help_give_help() -> None:
@@ -74,3 +76,16 @@ def test_command_shaped_noise_never_crashes(words: list[str]) -> None:
     assert isinstance(parsed, (Command, ParseError))
     if isinstance(parsed, Command) and parsed.ref is not None:
         assert not parsed.ref.startswith("-") and ".." not in parsed.ref
+
+
+SPLITTING = "ab -_./#1\t\n\r\x0b\x0c\x1c\x1f'\"\\\xa0\u2003é"  # words, separators, quotes, odd spaces
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list(SPLITTING)), max_size=16))
+def test_the_plain_text_shortcut_splits_exactly_as_shlex(text: str) -> None:
+    """Plain command text skips shlex (`PLAIN`): only where `str.split()` gives what shlex gives."""
+    if PLAIN.fullmatch(text):
+        assert text.split() == shlex.split(text)
+    if any(c in text for c in "'\"\\\x0b\x0c\x1c\x1f\xa0\u2003é"):
+        assert not PLAIN.fullmatch(text)
