@@ -27,7 +27,7 @@ async def test_sqlite_keys_are_taken_once_and_still_after_a_restart(tmp_path: Pa
     assert await again.add("sig:3") is True
     # The keys are in the log's file, so its replica (restored on a new machine) has them; the
     # guard's connection waits for no fsync (NORMAL in WAL) while the log's keeps FULL.
-    assert "slack_requests_seen" in store.db.table_names()
+    assert "slack_request_keys" in store.db.table_names()
     assert store.db.execute("pragma synchronous").fetchone()[0] == 2
     assert one.conn.execute("pragma synchronous").fetchone()[0] == 1
 
@@ -42,13 +42,52 @@ async def test_keys_taken_together_are_written_in_one_transaction(tmp_path: Path
     assert statements == []  # nothing read or written while the requests are being answered
     await asyncio.sleep(seen.flush_after * 3)
     assert [s.split()[0].lower() for s in statements] == ["begin", *["insert"] * 50, "commit"]
-    assert seen.conn.execute("select count(*) from slack_requests_seen").fetchone()[0] == 51
+    assert seen.conn.execute("select count(*) from slack_request_keys").fetchone()[0] == 51
 
 
 async def test_a_key_older_than_the_window_may_be_taken_again(tmp_path: Path) -> None:
     expired = SqliteSeen.beside(Store(tmp_path / "log.db").db.conn)
     expired.window = -1  # every earlier sighting counts as outside the window
     assert await expired.add("sig:1") is True and await expired.add("sig:1") is True
+
+
+async def test_keys_are_appended_in_the_order_taken_with_no_index_to_update(tmp_path: Path) -> None:
+    """New keys are random signatures: an index on them would rewrite a page of its own for each
+    one. The table is written in the order keys are taken and read whole only at start-up, where
+    a key taken again after its window keeps its latest time."""
+    path = tmp_path / "log.db"
+    now = [1000.0]
+    seen = SqliteSeen.beside(Store(path).db.conn)
+    seen.clock = lambda: now[0]
+    assert await seen.add("sig:again")
+    now[0] += seen.window + 1
+    assert await seen.add("sig:again") and await seen.add("sig:other")
+    seen.flush()
+    assert seen.conn.execute("pragma index_list(slack_request_keys)").fetchall() == []
+    rows = seen.conn.execute("select key, seen_at from slack_request_keys order by rowid").fetchall()
+    assert rows == [("sig:again", 1000.0), ("sig:again", now[0]), ("sig:other", now[0])]
+    restarted = SqliteSeen.beside(Store(path).db.conn)
+    restarted.clock = lambda: now[0] + 1  # the first sighting is outside the window, the second not
+    assert await restarted.add("sig:again") is False and await restarted.add("sig:other") is False
+
+
+async def test_keys_a_bot_wrote_in_the_keyed_table_before_are_still_refused(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    store = Store(path)
+    now = 5000.0
+    with store.db.conn:
+        store.db.conn.execute("create table slack_requests_seen "
+                              "(key text primary key, seen_at real not null)")
+        store.db.conn.executemany("insert into slack_requests_seen values (?, ?)",
+                                  [("sig:recent", now - 10), ("sig:expired", now - 10_000)])
+    seen = SqliteSeen.beside(store.db.conn)
+    seen.clock = lambda: now
+    assert await seen.add("sig:recent") is False  # taken by the bot before the upgrade
+    assert await seen.add("sig:expired") is True  # outside the window, as before
+    assert "slack_requests_seen" not in Store(path).db.table_names()
+    seen.flush()
+    keys = [row[0] for row in seen.conn.execute("select key from slack_request_keys order by rowid")]
+    assert keys == ["sig:recent", "sig:expired"]
 
 
 async def test_redis_first_and_the_release_log_when_redis_is_down(redis_server: Any,
@@ -85,7 +124,7 @@ async def test_expired_keys_are_forgotten_in_batches_not_on_every_turn(
     seen.conn.set_trace_callback(statements.append)
     seen.flush()
     assert any(s.startswith("delete") for s in statements)  # 12 > 10: the old ones go
-    assert seen.conn.execute("select count(*) from slack_requests_seen").fetchone()[0] == 4
+    assert seen.conn.execute("select count(*) from slack_request_keys").fetchone()[0] == 4
     assert await seen.add("sig:old0") is True  # outside the window, so it may be taken again
     statements.clear()
     seen.flush()
