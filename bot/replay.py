@@ -117,12 +117,12 @@ class SqliteSeen:
                 self._prune_above = max(PRUNE_ABOVE, 2 * len(self._seen))
 
     @contextmanager
-    def _transaction(self) -> Iterator[None]:
+    def _transaction(self, begin: str = "begin") -> Iterator[None]:
         if self.conn.isolation_level is not None:  # the module begins and `with` commits
             with self.conn:
                 yield
             return
-        self.conn.execute("begin")
+        self.conn.execute(begin)
         try:
             yield
             self.conn.execute("commit")
@@ -133,7 +133,9 @@ class SqliteSeen:
 
     def _recent(self, now: float) -> dict[str, float]:
         if self._seen is None:
-            with self._transaction():
+            # reads before it writes: the write lock first (waiting for it), or a write by another
+            # connection in between (Litestream's, at start) would refuse the upgrade at once
+            with self._transaction("begin immediate"):
                 if self.conn.execute("select 1 from sqlite_master where type = 'table' and name = ?",
                                      [LEGACY]).fetchone():  # the keys a bot before this layout took
                     self.conn.execute(f"insert into {TABLE} (seen_at, key) select seen_at, key "  # noqa: S608

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -180,3 +181,29 @@ async def test_a_guard_that_cannot_write_at_stop_still_lets_the_bot_close(
     async with SlackHarness(tmp_path, **tiny(tmp_path)) as slack:
         assert (await slack.command("help"))[0].status_code == 200
     assert closed == [True]  # the engine, the chat and the knowledge base were still closed
+
+
+async def test_first_use_takes_the_write_lock_before_it_reads(tmp_path: Path) -> None:
+    """Under Litestream another connection writes to the file while the bot starts. The guard's
+    first use reads (is there an old table?) and then deletes expired keys: had it read first in
+    a deferred transaction, a commit by the other connection in between would refuse the upgrade
+    at once ("database is locked", no waiting), and the first request would fail with a 500."""
+    path = tmp_path / "log.db"
+    Store(path).db.conn.close()
+    other = sqlite3.connect(path, timeout=0.1, isolation_level=None)
+    other.execute("create table litestream_like (n)")
+    written: list[str] = []
+
+    def write_between(statement: str) -> None:
+        if statement.startswith("delete"):  # after the read, before the write
+            try:
+                other.execute("insert into litestream_like values (1)")
+                written.append("other")
+            except sqlite3.OperationalError:  # the guard holds the write lock: wait your turn
+                written.append("waited")
+
+    seen = SqliteSeen.beside(Store(path).db.conn)
+    seen.conn.set_trace_callback(write_between)
+    assert await seen.add("sig:first") is True
+    assert written == ["waited"]
+    other.close()
