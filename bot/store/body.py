@@ -13,8 +13,9 @@ Releases of one app say much the same thing: the same steps, titles, tables and 
 SHAs, ids, times and counts. So a body is compressed against a preset dictionary (zlib's own
 `zdict`): the uncompressed text of an earlier succeeded release (`dictionary_of`), kept in the
 log's `body_dictionaries` table and named by the release's `body_dictionary` column (null: none,
-as in logs written before dictionaries). That stores what is new in a release, about a quarter
-of what it takes alone. zlib checks a dictionary's checksum, so a wrong one fails, never misreads.
+as in logs written before dictionaries). That stores mostly what is new in a release: about a
+third of what it takes alone (1.6 KB against 4.6 in `make bench`). zlib checks a dictionary's
+checksum, so a wrong one fails, never misreads.
 
 By hand, in an incident (the README's recipe, which a test runs):
 
