@@ -12,8 +12,8 @@ import sqlite_utils
 
 from bot.store.schema import migrations
 
-# A release's row (columns and compressed body) takes about 2-3 KB: one fits in a 4 KB page with
-# the rest of the page wasted, seven fill a 16 KB one (a 100k-release log: 430 MB against 260).
+# A release's row (columns and compressed body) takes about 2.5 KB: one fits in a 4 KB page with
+# the rest of the page wasted, six fill a 16 KB one (a 100k-release log: 431 MB against 257).
 # SQLite sets it when it creates a file; an existing log keeps the size it was made with.
 PAGE_SIZE = 16384
 
